@@ -1,0 +1,16 @@
+"""compress: structured pruning, distillation and quantization for Hugging Face transformer models.
+
+    import compress
+    plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
+    compress.save(model, "out/pruned")
+    model = compress.load("out/pruned")
+"""
+
+__version__ = "0.1.0"
+
+from .errors import CompressError  # noqa: E402
+from .io import load, save  # noqa: E402
+from .pruning.api import prune  # noqa: E402
+from .pruning.plan import PruningPlan  # noqa: E402
+
+__all__ = ["CompressError", "PruningPlan", "load", "prune", "save", "__version__"]

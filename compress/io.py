@@ -1,0 +1,105 @@
+"""Save and load compressed models: safetensors only, written atomically, reloaded exactly.
+
+`load` rebuilds any pruned checkpoint: it builds the model class named in `config.json` through a thin subclass
+that keeps the original class name and module (so transformers still applies its checkpoint key renames) and
+reshapes layers to the pruning record before the weights are loaded; missing or unexpected keys are an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+
+from .errors import CompressError
+from .pruning.record import get_record, rebuild
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CompressError("output", f"{path} already exists", "choose another folder or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        path.rename(old)
+    tmp.rename(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plain_shapes_match(model: nn.Module) -> bool:
+    """Would plain transformers, building from this config alone, get every tensor shape right?"""
+    cls = getattr(transformers, type(model).__name__, None)
+    if cls is None:
+        return False
+    with torch.device("meta"):
+        ref = cls._from_config(copy.deepcopy(model.config))
+    ours = {k: v.shape for k, v in model.state_dict().items()}
+    return ours == {k: v.shape for k, v in ref.state_dict().items()}
+
+
+def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, overwrite: bool = False) -> Path:
+    """Write model (+ tokenizer/processor) to `path` as safetensors; `config.json` carries the pruning record and
+    says whether plain `from_pretrained` can load it (`compress.plain_loadable`)."""
+    record = get_record(model.config)
+    if record is not None:
+        record["plain_loadable"] = _plain_shapes_match(model)
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(path)
+
+
+def _model_class(config, path) -> type:
+    archs = getattr(config, "architectures", None) or []
+    cls = getattr(transformers, archs[0], None) if archs else None
+    if cls is None:
+        raise CompressError("config.json", f"{path} names no transformers model class ({archs or 'none'})",
+                            "save the model with compress.save or give a transformers checkpoint")
+    return cls
+
+
+def _plan_aware(cls: type) -> type:
+    def __init__(self, config, *args, **kwargs):
+        cls.__init__(self, config, *args, **kwargs)
+        rebuild(self)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__,
+                                      "__qualname__": cls.__qualname__})
+
+
+def load(path: str | os.PathLike, **kwargs) -> nn.Module:
+    """Load a (pruned) model saved by `save` or any transformers checkpoint; raises on missing/unexpected keys."""
+    local = Path(path)
+    if (local.exists() and not (local / "config.json").exists()) or (not local.exists() and str(path).startswith((".", "/"))):
+        raise CompressError("model", f"{path} is not a model folder (no config.json)", "give a folder written by save")
+    kwargs.setdefault("trust_remote_code", False)
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
+    cls = _plan_aware(_model_class(config, path))
+    model, info = cls.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
+    problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
+    if problems or info.get("error_msgs"):
+        raise CompressError("model", f"{path} did not load exactly: {json.dumps(problems)[:300]}",
+                            "the checkpoint and its config.json disagree; re-save it with compress.save")
+    model.eval()
+    return model

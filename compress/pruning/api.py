@@ -1,0 +1,96 @@
+"""`prune()`: importance -> plan -> surgery, in place, returning the plan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from torch import nn
+
+from ..errors import CompressError
+from ..models import get_adapter
+from ..stats import count_params, estimate_macs
+from .budget import Budget, build_plan, plan_cost
+from .importance import CRITERIA, NEEDS_CALIBRATION, Scores
+from .plan import PruningPlan, apply_plan
+
+
+def score(model: nn.Module, criterion: str, calibration: Iterable[dict] | None = None) -> Scores:
+    if criterion not in CRITERIA:
+        raise CompressError("criterion", f"unknown criterion {criterion!r}", f"use one of {', '.join(sorted(CRITERIA))}")
+    if criterion in NEEDS_CALIBRATION and not calibration:
+        raise CompressError("calibration", f"criterion {criterion!r} needs calibration batches",
+                            "pass calibration data (CLI: --calibration FILE) or use criterion=magnitude")
+    return CRITERIA[criterion](model, list(calibration) if calibration else None)
+
+
+def _solve_ratio(model, scores, budget: Budget, target: int, index: int, seq_len: int) -> Budget:
+    """Smallest common head+neuron fraction whose plan brings params (index 0) or MACs (index 1) to <= target."""
+    total = count_params(model) if index == 0 else estimate_macs(model, seq_len)
+    if target >= total:
+        raise CompressError("target", f"target {target:,} is not below the model's current {total:,}")
+
+    def remaining(r: float) -> int:
+        b = Budget(**{**budget.__dict__, "heads": r, "mlp": r})
+        return total - plan_cost(model, build_plan(model, scores, b), seq_len)[index]
+
+    lo, hi = 0.0, 0.95
+    if remaining(hi) > target:
+        raise CompressError("target", f"target {target:,} needs more than 95% of heads and neurons removed",
+                            "raise the target or also remove layers")
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if remaining(mid) > target else (lo, mid)
+    return Budget(**{**budget.__dict__, "heads": hi, "mlp": hi})
+
+
+def prune(
+    model: nn.Module,
+    heads: float = 0.0,
+    mlp: float = 0.0,
+    layers: float | int = 0,
+    kv_heads: float = 0.0,
+    criterion: str = "magnitude",
+    layout: str = "uniform",
+    round_to: int = 1,
+    protect: Iterable[int | str] = (),
+    calibration: Iterable[dict] | None = None,
+    target_params: int | None = None,
+    target_macs: int | None = None,
+    seq_len: int = 128,
+) -> PruningPlan:
+    """Physically prune `model` in place and return the plan.
+
+    heads / kv_heads / mlp: fraction of query heads / KV groups / MLP neurons to remove, in [0, 1).
+    layers: number (int) or fraction (float) of layers to remove from every stack.
+    criterion: magnitude | taylor | fisher | activation | random (see `compress.pruning.importance`).
+    layout: "uniform" (same width in every layer) or "global" (ranked across layers).
+    round_to: kept widths (neurons; heads x head_dim) are multiples of this (e.g. 64 for quantization kernels).
+    protect: layers left untouched, as original indices (every stack) or "stack.index" strings.
+    calibration: batches (dicts of model inputs) for data-driven criteria.
+    target_params / target_macs: instead of heads/mlp, reach this size with one common head+neuron fraction.
+    """
+    adapter = get_adapter(model)
+    budget = Budget(heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to,
+                    protect=list(protect))
+    if (target_params or target_macs) and (heads or mlp):
+        raise CompressError("target_params", "a size target and explicit heads/mlp ratios were both given",
+                            "give either the target or the ratios")
+    if target_params and target_macs:
+        raise CompressError("target_macs", "give one target, not both")
+    t0 = time.perf_counter()
+    params0, macs0 = count_params(model), estimate_macs(model, seq_len)
+    scores = score(model, criterion, calibration)
+    if target_params or target_macs:
+        budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
+    plan = build_plan(model, scores, budget)
+    apply_plan(model, plan)
+    plan.summary = {
+        "criterion": criterion, "layout": budget.layout, "heads": budget.heads, "kv_heads": budget.kv_heads,
+        "mlp": budget.mlp, "layers": budget.layers, "round_to": budget.round_to, "family": adapter.name,
+        "params_before": params0, "params_after": count_params(model),
+        "macs_before": macs0, "macs_after": estimate_macs(model, seq_len), "seq_len": seq_len,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    model.config.compress["history"].append(plan.summary)
+    return plan

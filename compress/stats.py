@@ -1,0 +1,54 @@
+"""Size and cost of a model: parameters, MACs estimate, bytes on disk, and side-by-side latency measurement."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+
+def count_params(model: nn.Module) -> int:
+    """Unique parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def linear_macs_per_token(module: nn.Module) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Linear, Conv1D)))
+
+
+def estimate_macs(model: nn.Module, seq_len: int = 128) -> int:
+    """Multiply-accumulates for one sequence of `seq_len` tokens: every Linear/Conv1D once per token, plus attention
+    scores and weighted sums (2 * seq_len * heads * head_dim per token). Embedding lookups and convolutional front ends
+    are not counted."""
+    from .models import get_adapter
+    from .pruning.record import iter_layers
+
+    adapter = get_adapter(model)
+    att = 0
+    for _, _, _, layer in iter_layers(model, adapter):
+        att += sum(2 * seq_len * s.num_heads * s.head_dim for s in adapter.attentions(layer).values())
+    return seq_len * (linear_macs_per_token(model) + att)
+
+
+def dir_size(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+@torch.inference_mode()
+def latency_side_by_side(models: dict[str, nn.Module], inputs: dict, repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per forward for each model, interleaving the models in every round so machine noise hits
+    all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for m in models.values():
+        m.eval()
+    for i in range(warmup + repeats):
+        for name, m in models.items():
+            t0 = time.perf_counter()
+            m(**inputs)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -1,0 +1,97 @@
+"""Tiny random models of every supported family, with matching inputs (the one place tests get models from)."""
+
+from __future__ import annotations
+
+import torch
+import transformers as T
+
+V = 64  # vocab
+COMMON = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=40)
+GQA = dict(vocab_size=V, hidden_size=48, num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
+           intermediate_size=40, head_dim=8, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+AUDIO = dict(conv_dim=(16, 16), conv_stride=(4, 4), conv_kernel=(8, 8), num_conv_pos_embeddings=16,
+             num_conv_pos_embedding_groups=2, vocab_size=V)
+
+
+def _text(config_cls, model_cls, **extra):
+    return lambda: (model_cls(config_cls(vocab_size=V, **{**COMMON, **extra})), "text")
+
+
+FAMILIES = {
+    "bert": _text(T.BertConfig, T.BertForSequenceClassification),
+    "roberta": _text(T.RobertaConfig, T.RobertaForSequenceClassification, pad_token_id=1),
+    "xlm-roberta": _text(T.XLMRobertaConfig, T.XLMRobertaForSequenceClassification, pad_token_id=1),
+    "electra": _text(T.ElectraConfig, T.ElectraForSequenceClassification, embedding_size=16),
+    "mpnet": _text(T.MPNetConfig, T.MPNetForSequenceClassification),
+    "distilbert": lambda: (T.DistilBertForSequenceClassification(T.DistilBertConfig(
+        vocab_size=V, dim=32, n_layers=3, n_heads=4, hidden_dim=40)), "text"),
+    "vit": lambda: (T.ViTForImageClassification(T.ViTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)), "image"),
+    "deit": lambda: (T.DeiTForImageClassification(T.DeiTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)), "image"),
+    "wav2vec2": lambda: (T.Wav2Vec2ForSequenceClassification(T.Wav2Vec2Config(**COMMON, **AUDIO)), "audio"),
+    "hubert": lambda: (T.HubertForSequenceClassification(T.HubertConfig(**COMMON, **AUDIO)), "audio"),
+    "whisper": lambda: (T.WhisperForConditionalGeneration(T.WhisperConfig(
+        vocab_size=V, d_model=32, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=40, decoder_ffn_dim=40, num_mel_bins=8, max_source_positions=16,
+        max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        suppress_tokens=None, begin_suppress_tokens=None)), "speech2text"),
+    "gpt2": lambda: (T.GPT2LMHeadModel(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=3, n_head=4, n_inner=40,
+                                                     n_positions=64, bos_token_id=1, eos_token_id=2)), "causal"),
+    "llama": lambda: (T.LlamaForCausalLM(T.LlamaConfig(**GQA)), "causal"),
+    "mistral": lambda: (T.MistralForCausalLM(T.MistralConfig(**GQA)), "causal"),
+    "qwen2": lambda: (T.Qwen2ForCausalLM(T.Qwen2Config(**GQA)), "causal"),
+    "qwen3": lambda: (T.Qwen3ForCausalLM(T.Qwen3Config(**GQA)), "causal"),
+    "gemma": lambda: (T.GemmaForCausalLM(T.GemmaConfig(**GQA)), "causal"),
+    "gemma2": lambda: (T.Gemma2ForCausalLM(T.Gemma2Config(**GQA)), "causal"),
+    "gemma3": lambda: (T.Gemma3ForCausalLM(T.Gemma3TextConfig(**GQA)), "causal"),
+}
+DECODERS = [k for k, (f) in FAMILIES.items() if k in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+                                                        "gemma3", "whisper")]
+
+
+def make(family: str, seed: int = 0):
+    """(model in eval mode with random weights, input kind)."""
+    torch.manual_seed(seed)
+    model, kind = FAMILIES[family]()
+    _randomize_norms(model)
+    return model.eval(), kind
+
+
+def _randomize_norms(model):
+    # random LayerNorm/RMSNorm gains make masked-vs-pruned comparisons sensitive to every head
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() and p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+
+
+def inputs(kind: str, batch: int = 2, seq: int = 10, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "image":
+        return {"pixel_values": torch.randn(batch, 3, 16, 16, generator=g)}
+    if kind == "audio":
+        return {"input_values": torch.randn(batch, 800, generator=g)}
+    if kind == "speech2text":
+        return {"input_features": torch.randn(batch, 8, 32, generator=g),
+                "decoder_input_ids": torch.randint(3, V, (batch, 6), generator=g)}
+    ids = torch.randint(3, V, (batch, seq), generator=g)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[0, -3:] = 0  # some padding
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def with_labels(model, kind: str, batch: dict) -> dict:
+    """Inputs plus task labels, for losses (backward tests, gradient criteria)."""
+    b = dict(batch)
+    n = next(iter(batch.values())).shape[0]
+    if kind in ("causal",):
+        b["labels"] = batch["input_ids"]
+    elif kind == "speech2text":
+        b["labels"] = batch["decoder_input_ids"]
+        b.pop("decoder_input_ids")
+    else:
+        b["labels"] = torch.randint(0, model.config.num_labels, (n,))
+    return b
+
+
+def first_output(out) -> torch.Tensor:
+    return out.logits if getattr(out, "logits", None) is not None else out[0]
