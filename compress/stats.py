@@ -34,8 +34,9 @@ def estimate_macs(model: nn.Module, seq_len: int = 128) -> int:
     return seq_len * (linear_macs_per_token(model) + att)
 
 
-def dir_size(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+def weights_size(folder: str | Path) -> int:
+    """Bytes of the safetensors weight files in a model folder."""
+    return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
 
 
 @torch.inference_mode()

@@ -50,7 +50,7 @@ def prune(
     mlp: float = 0.0,
     layers: float | int = 0,
     kv_heads: float = 0.0,
-    criterion: str = "magnitude",
+    criterion: str | None = None,
     layout: str = "uniform",
     round_to: int = 1,
     protect: Iterable[int | str] = (),
@@ -63,7 +63,8 @@ def prune(
 
     heads / kv_heads / mlp: fraction of query heads / KV groups / MLP neurons to remove, in [0, 1).
     layers: number (int) or fraction (float) of layers to remove from every stack.
-    criterion: magnitude | taylor | fisher | activation | random (see `compress.pruning.importance`).
+    criterion: magnitude | taylor | fisher | activation | random (see `compress.pruning.importance`); default
+        "activation" when calibration is given (best one-shot fidelity on MiniLM), else "magnitude".
     layout: "uniform" (same width in every layer) or "global" (ranked across layers).
     round_to: kept widths (neurons; heads x head_dim) are multiples of this (e.g. 64 for quantization kernels).
     protect: layers left untouched, as original indices (every stack) or "stack.index" strings.
@@ -71,6 +72,7 @@ def prune(
     target_params / target_macs: instead of heads/mlp, reach this size with one common head+neuron fraction.
     """
     adapter = get_adapter(model)
+    criterion = criterion or ("activation" if calibration else "magnitude")
     budget = Budget(heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to,
                     protect=list(protect))
     if (target_params or target_macs) and (heads or mlp):

@@ -1,0 +1,1 @@
+"""Evaluation: quality next to efficiency."""
