@@ -52,16 +52,21 @@ def make(family: str, seed: int = 0):
     """(model in eval mode with random weights, input kind)."""
     torch.manual_seed(seed)
     model, kind = FAMILIES[family]()
-    _randomize_norms(model)
+    _rescale(model)
     return model.eval(), kind
 
 
-def _randomize_norms(model):
-    # random LayerNorm/RMSNorm gains make masked-vs-pruned comparisons sensitive to every head
+def _rescale(model):
+    """Weights of unit scale (default inits of 0.02 give outputs near zero, which makes 1e-5 checks vacuous) and
+    random norm gains and biases, so every head and neuron visibly matters."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name.lower() and p.dim() == 1:
+            if p.dim() >= 2:
+                p.normal_(0, 1 / max(p.shape[-1], p.shape[0]) ** 0.5)
+            elif "norm" in name.lower() or "layer_norm" in name.lower():
                 p.add_(0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0, 0.1)
 
 
 def inputs(kind: str, batch: int = 2, seq: int = 10, seed: int = 1) -> dict:
