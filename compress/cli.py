@@ -59,6 +59,7 @@ def prune(
     """Prune heads / KV groups / MLP neurons / layers and save the result (safetensors)."""
     from . import io
     from .data import read_texts, text_batches
+    from .pruning.api import check_criterion
     from .pruning.api import prune as prune_model
     from .pruning.budget import Budget
 
@@ -66,6 +67,7 @@ def prune(
         raise CompressError("output", f"{output} already exists", "choose another folder or pass --overwrite")
     n_layers = int(layers) if layers >= 1 else layers
     Budget(heads=heads, kv_heads=kv_heads, mlp=mlp, layers=n_layers, layout=layout, round_to=round_to)
+    check_criterion(criterion or ("activation" if calibration else "magnitude"), calibration is not None)
     texts = read_texts(calibration, limit=samples) if calibration else None
     net, tokenizer = load_model(model)
     batches = None

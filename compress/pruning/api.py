@@ -15,12 +15,16 @@ from .importance import CRITERIA, NEEDS_CALIBRATION, Scores
 from .plan import PruningPlan, apply_plan
 
 
-def score(model: nn.Module, criterion: str, calibration: Iterable[dict] | None = None) -> Scores:
+def check_criterion(criterion: str, has_calibration: bool) -> None:
     if criterion not in CRITERIA:
         raise CompressError("criterion", f"unknown criterion {criterion!r}", f"use one of {', '.join(sorted(CRITERIA))}")
-    if criterion in NEEDS_CALIBRATION and not calibration:
+    if criterion in NEEDS_CALIBRATION and not has_calibration:
         raise CompressError("calibration", f"criterion {criterion!r} needs calibration batches",
                             "pass calibration data (CLI: --calibration FILE) or use criterion=magnitude")
+
+
+def score(model: nn.Module, criterion: str, calibration: Iterable[dict] | None = None) -> Scores:
+    check_criterion(criterion, bool(calibration))
     return CRITERIA[criterion](model, list(calibration) if calibration else None)
 
 

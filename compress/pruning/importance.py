@@ -188,7 +188,7 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
                     current.update(batch)
                     if mode == "activation":
                         with torch.no_grad():
-                            model(**{k: v for k, v in batch.items() if k != "labels"})
+                            model(**batch)  # labels kept: seq2seq decoders build their inputs from them
                         continue
                     loss = _loss(model, batch, step)
                     grads = torch.autograd.grad(loss, list(masks.values()), allow_unused=True)

@@ -1,0 +1,91 @@
+"""The CLI: prune / inspect work; bad input gives one line naming the field, exit code 2, and writes nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+import compress
+from tiny import make
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "compress.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny BERT and a tiny Llama with word-level tokenizers, saved as checkpoints."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("models")
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(60)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    out = {}
+    for family in ("bert", "llama"):
+        model, _ = make(family)
+        compress.save(model, root / family, tokenizer=fast)
+        out[family] = root / family
+    (root / "calib.txt").write_text("\n".join(" ".join(f"w{(i * 7 + j) % 60}" for j in range(12)) for i in range(20)))
+    out["calib"] = root / "calib.txt"
+    return out
+
+
+def test_prune_then_inspect(saved, tmp_path):
+    r = run("prune", saved["bert"], "--heads", 0.5, "--mlp", 0.5, "--layout", "global", "--criterion", "fisher",
+            "--calibration", saved["calib"], "--output", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert "params" in r.stdout and (tmp_path / "p" / "model.safetensors").exists()
+    assert not list(tmp_path.glob(".p.tmp-*"))
+    r = run("inspect", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert "pruned: yes" in r.stdout
+    assert sum(compress.load(tmp_path / "p").config.compress["history"][-1]["params_after"] for _ in [0]) > 0
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--heads", "1.2"], "`heads`"),
+    (["--mlp", "-0.5"], "`mlp`"),
+    (["--criterion", "fisher", "--heads", "0.5"], "`calibration`"),
+    (["--criterion", "nonsense", "--heads", "0.5"], "`criterion`"),
+    (["--calibration", "/no/such/file.txt", "--heads", "0.5"], "`calibration`"),
+    (["--layout", "diagonal", "--heads", "0.5"], "`layout`"),
+])
+def test_bad_input_exit_2_nothing_written(saved, tmp_path, args, field):
+    r = run("prune", saved["bert"], *args, "--output", tmp_path / "p")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gqa_budget_error(saved, tmp_path):
+    r = run("prune", saved["llama"], "--heads", 0.5, "--output", tmp_path / "p")
+    assert r.returncode == 2 and "achievable `heads` ratios" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_family_and_missing_model(tmp_path):
+    import transformers as T
+
+    T.T5Model(T.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)).save_pretrained(
+        tmp_path / "t5")
+    r = run("prune", tmp_path / "t5", "--heads", 0.5, "--output", tmp_path / "p")
+    assert r.returncode == 2 and "unsupported model family 't5'" in r.stderr and "llama" in r.stderr
+    r = run("prune", tmp_path / "nothing", "--heads", 0.5, "--output", tmp_path / "p")
+    assert r.returncode == 2 and "`model`" in r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_existing_output_needs_overwrite(saved, tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = run("prune", saved["bert"], "--mlp", 0.5, "--output", out)
+    assert r.returncode == 2 and "--overwrite" in r.stderr and (out / "keep.txt").read_text() == "mine"
+    r = run("prune", saved["bert"], "--mlp", 0.5, "--output", out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "keep.txt").exists() and (out / "config.json").exists()

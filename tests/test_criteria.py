@@ -1,0 +1,126 @@
+"""Each criterion gives a valid plan; budgets (ratios, layouts, GQA, rounding, protection, targets) are met exactly."""
+
+import pytest
+import torch
+
+import compress
+from compress.errors import CompressError
+from compress.models import get_adapter
+from compress.pruning.importance import CRITERIA
+from compress.pruning.record import iter_layers
+from compress.stats import count_params, estimate_macs
+from tiny import inputs, make, with_labels
+
+
+def _calibration(family, n=3):
+    model, kind = make(family)
+    return [with_labels(model, kind, inputs(kind, seed=s)) for s in range(n)]
+
+
+def _widths(model):
+    a = get_adapter(model)
+    heads, neurons = [], []
+    for _, _, _, layer in iter_layers(model, a):
+        heads += [s.num_heads for s in a.attentions(layer).values()]
+        neurons.append(a.mlp(layer).num_neurons)
+    return heads, neurons
+
+
+@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+@pytest.mark.parametrize("family", ["bert", "llama", "whisper", "gpt2"])
+def test_each_criterion_gives_valid_plan(family, criterion):
+    model, kind = make(family)
+    calib = _calibration(family)
+    heads = 1 / 3 if family == "llama" else 0.5
+    plan = compress.prune(model, heads=heads, mlp=0.5, criterion=criterion, calibration=calib)
+    for key, kept in plan.heads.items():
+        assert kept == sorted(set(kept)) and len(kept) > 0
+    h, n = _widths(model)
+    assert set(h) == {4 if family == "llama" else 2} and set(n) == {20}
+    with torch.no_grad():
+        model(**inputs(kind))
+
+
+@pytest.mark.parametrize("criterion", ["taylor", "fisher", "activation"])
+def test_data_criteria_without_labels_on_headless_encoder(criterion):
+    import transformers as T
+
+    model = T.BertModel(T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=40))
+    calib = [inputs("text", seed=s) for s in range(2)]
+    scores = compress.pruning.api.score(model, criterion, calib)
+    assert all(v.abs().sum() > 0 for v in scores.heads.values())
+    assert all(v.abs().sum() > 0 for v in scores.neurons.values())
+
+
+def test_global_budget_exact_and_one_head_per_layer():
+    model, _ = make("bert")
+    scores = compress.pruning.api.score(model, "random")
+    scores.heads["encoder.0.attention"] = torch.zeros(4)  # layer 0 looks useless: global must still keep one head
+    from compress.pruning.budget import Budget, build_plan
+
+    plan = build_plan(model, scores, Budget(heads=0.5, mlp=0.3, layout="global"))
+    assert sum(len(v) for v in plan.heads.values()) == 12 - 6
+    assert sum(len(v) for v in plan.neurons.values()) == 120 - 36
+    assert all(len(v) >= 1 for v in plan.heads.values())
+    assert len(plan.heads["encoder.0.attention"]) == 1
+
+
+def test_gqa_kv_groups_and_equal_heads_per_group():
+    model, _ = make("llama")  # 6 query heads, 2 KV groups per layer
+    compress.prune(model, heads=2 / 3, kv_heads=0.5, criterion="magnitude")
+    for layer in model.model.layers:
+        a = layer.self_attn
+        assert a.k_proj.out_features == 8 and a.q_proj.out_features == 16 and a.num_key_value_groups == 2
+    assert model.config.num_key_value_heads == 1 and model.config.num_attention_heads == 2
+
+
+def test_gqa_budget_that_cannot_be_met():
+    model, _ = make("llama")
+    with pytest.raises(CompressError, match="achievable `heads` ratios"):
+        compress.prune(model, heads=0.5, criterion="magnitude")  # 3 of 6 heads cannot split over 2 groups
+
+
+def test_round_to_multiple():
+    model, _ = make("bert")
+    compress.prune(model, mlp=0.3, round_to=8, criterion="magnitude")
+    assert all(n % 8 == 0 for n in _widths(model)[1])
+
+
+def test_protected_layers_untouched():
+    model, _ = make("bert")
+    compress.prune(model, heads=0.5, mlp=0.5, protect=[1], criterion="magnitude")
+    h, n = _widths(model)
+    assert h == [2, 4, 2] and n == [20, 40, 20]
+
+
+@pytest.mark.parametrize("target", ["params", "macs"])
+def test_size_targets(target):
+    model, _ = make("bert")
+    total = count_params(model) if target == "params" else estimate_macs(model)
+    goal = int(total * 0.85)
+    compress.prune(model, **{f"target_{target}": goal}, criterion="magnitude")
+    after = count_params(model) if target == "params" else estimate_macs(model)
+    assert after <= goal and after > total * 0.7
+    assert model.config.compress["history"][-1][f"{target}_after"] == after
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(heads=1.0), "heads"), (dict(mlp=-0.1), "mlp"), (dict(layout="diagonal", heads=0.5), "layout"),
+    (dict(criterion="psychic", heads=0.5), "criterion"), (dict(criterion="fisher", heads=0.5), "calibration"),
+    (dict(layers=3), "layers"), (dict(round_to=0, mlp=0.5), "round_to"),
+])
+def test_bad_arguments_name_the_field(kwargs, field):
+    model, _ = make("bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CompressError, match=f"`{field}`"):
+        compress.prune(model, **kwargs)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_unknown_family():
+    import transformers as T
+
+    model = T.T5Model(T.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8))
+    with pytest.raises(CompressError, match="supported: bert"):
+        compress.prune(model, heads=0.5)
