@@ -11,6 +11,7 @@ from ..errors import CompressError
 from ..models import get_adapter
 from ..stats import count_params, estimate_macs
 from .budget import Budget, build_plan, plan_cost
+from .compensate import compensate_bias
 from .importance import CRITERIA, NEEDS_CALIBRATION, Scores
 from .plan import PruningPlan, apply_plan
 
@@ -62,6 +63,7 @@ def prune(
     target_params: int | None = None,
     target_macs: int | None = None,
     seq_len: int = 128,
+    compensate: bool = True,
 ) -> PruningPlan:
     """Physically prune `model` in place and return the plan.
 
@@ -74,6 +76,7 @@ def prune(
     protect: layers left untouched, as original indices (every stack) or "stack.index" strings.
     calibration: batches (dicts of model inputs) for data-driven criteria.
     target_params / target_macs: instead of heads/mlp, reach this size with one common head+neuron fraction.
+    compensate: with calibration data, fold the mean contribution of removed units into output biases (FLAP).
     """
     adapter = get_adapter(model)
     criterion = criterion or ("activation" if calibration else "magnitude")
@@ -90,13 +93,14 @@ def prune(
     if target_params or target_macs:
         budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
     plan = build_plan(model, scores, budget)
+    compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
     apply_plan(model, plan)
     plan.summary = {
         "criterion": criterion, "layout": budget.layout, "heads": budget.heads, "kv_heads": budget.kv_heads,
         "mlp": budget.mlp, "layers": budget.layers, "round_to": budget.round_to, "family": adapter.name,
         "params_before": params0, "params_after": count_params(model),
         "macs_before": macs0, "macs_after": estimate_macs(model, seq_len), "seq_len": seq_len,
-        "seconds": round(time.perf_counter() - t0, 3),
+        "bias_compensated": compensated, "seconds": round(time.perf_counter() - t0, 3),
     }
     model.config.compress["history"].append(plan.summary)
     return plan

@@ -36,6 +36,9 @@ class Scores:
     kv_heads: dict[str, torch.Tensor] = field(default_factory=dict)  # (num_kv_heads,) per GQA site
     neurons: dict[str, torch.Tensor] = field(default_factory=dict)  # (num_neurons,) per MLP
     layers: dict[str, torch.Tensor] = field(default_factory=dict)  # (num_layers,) per stack
+    # mean input of each output projection over calibration tokens, (features,): lets pruning fold the average
+    # contribution of removed units into the bias (FLAP's bias compensation)
+    input_means: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 Criterion = Callable[[nn.Module, list | None], Scores]
@@ -108,7 +111,8 @@ def magnitude(model: nn.Module, calibration=None) -> Scores:
     s.kv_heads = {k: v.sqrt() for k, v in s.kv_heads.items()}
     s.neurons = {k: v.sqrt() for k, v in s.neurons.items()}
     if calibration:
-        s.layers = _block_influence(model, calibration)
+        data = _calibration_pass(model, calibration, "activation")
+        s.layers, s.input_means = data.layers, data.input_means
     return s
 
 
@@ -161,22 +165,26 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     points = output_projections(model)
     units = {k: m.weight.shape[1 if isinstance(m, nn.Linear) else 0] // w for k, (m, w) in points.items()}
     acc = {k: torch.zeros(n) for k, n in units.items()}
+    sums = {k: torch.zeros(n * points[k][1], dtype=torch.float64) for k, n in units.items()}
+    counts = dict.fromkeys(units, 0.0)
     layer_acc: dict[str, torch.Tensor] = {}
     was_training = model.training
     model.eval()
     current: dict = {}
-    try:
+    def record(key, x):
+        w = _token_weights(current, x)
+        x = x.detach().float() * (w if w is not None else 1)
+        flat = x.reshape(-1, x.shape[-1])
+        sums[key] += flat.sum(0).double().cpu()
+        counts[key] += float(w.sum()) if w is not None else flat.shape[0]
         if mode == "activation":
-            def record(key, x):
-                w = _token_weights(current, x)
-                x = x.detach().float() * (w if w is not None else 1)
-                sq = x.pow(2).reshape(-1, units[key], points[key][1]).sum((0, 2))
-                acc[key] += sq.cpu()
+            acc[key] += flat.pow(2).reshape(-1, units[key], points[key][1]).sum((0, 2)).cpu()
 
-            hooks = hook_unit_inputs(model, record)
-        else:
+    try:
+        hooks = hook_unit_inputs(model, record)
+        if mode != "activation":
             masks = {k: torch.ones(n, device=device, requires_grad=True) for k, n in units.items()}
-            hooks = apply_masks(model, masks)
+            hooks.handles += apply_masks(model, masks).handles  # masks of ones: statistics see the real input
         with hooks, _BlockInfluence(model, current) as bi:
             requires = {p: p.requires_grad for p in model.parameters()}
             for p in model.parameters():
@@ -207,11 +215,13 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
         for k, (m, w) in points.items():
             col = _in_sq(m).reshape(-1, w).sum(1).sqrt()
             acc[k] = acc[k].sqrt() * col.cpu()
-    return _split(model, acc, layer_acc)
+    means = {k: (sums[k] / max(counts[k], 1.0)).float() for k in sums}
+    return _split(model, acc, layer_acc, means)
 
 
-def _split(model: nn.Module, acc: dict[str, torch.Tensor], layers: dict[str, torch.Tensor]) -> Scores:
-    adapter, s = get_adapter(model), Scores(layers=layers)
+def _split(model: nn.Module, acc: dict[str, torch.Tensor], layers: dict[str, torch.Tensor],
+           means: dict[str, torch.Tensor]) -> Scores:
+    adapter, s = get_adapter(model), Scores(layers=layers, input_means=means)
     for stack, pos, _, layer in iter_layers(model, adapter):
         for role, site in adapter.attentions(layer).items():
             key = attention_key(stack, pos, role)
@@ -254,10 +264,6 @@ class _BlockInfluence:
     def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
-
-
-def _block_influence(model: nn.Module, calibration) -> dict[str, torch.Tensor]:
-    return _calibration_pass(model, calibration, "activation").layers
 
 
 @register_criterion("taylor", needs_calibration=True)
