@@ -115,14 +115,20 @@ def inspect(
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option(help="where to write the pruned model")] = Path("out/minilm-pruned"),
+    output: Annotated[Path | None, typer.Option(help="where to write the pruned model [out/demo-<time>]")] = None,
     heads: Ratio = 0.5,
     mlp: Ratio = 0.5,
     criterion: Annotated[str, typer.Option(help="importance criterion")] = "activation",
-    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = True,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ):
     """Main job: prune the real all-MiniLM-L6-v2 (50% heads, 50% neurons) and compare it with the dense model."""
+    import time
+
     from .demo import run_demo
+
+    output = output or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")  # a new folder per run: nothing overwritten
+    if output.exists() and not overwrite:
+        raise CompressError("output", f"{output} already exists", "choose another folder or pass --overwrite")
 
     run_demo(output=output, heads=heads, mlp=mlp, criterion=criterion, overwrite=overwrite, console=console)
 

@@ -19,7 +19,7 @@ from .stats import count_params, estimate_macs, latency_side_by_side, weights_si
 
 
 def run_demo(output: Path, heads: float = 0.5, mlp: float = 0.5, criterion: str = "activation",
-             overwrite: bool = True, console: Console | None = None, calibration_size: int = 256,
+             overwrite: bool = False, console: Console | None = None, calibration_size: int = 256,
              eval_size: int = 512) -> dict:
     console = console or Console()
     path = assets.minilm_path()

@@ -89,3 +89,16 @@ def test_existing_output_needs_overwrite(saved, tmp_path):
     r = run("prune", saved["bert"], "--mlp", 0.5, "--output", out, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert not (out / "keep.txt").exists() and (out / "config.json").exists()
+
+
+def test_uniform_llama_cli_output_is_a_standard_checkpoint(saved, tmp_path):
+    import transformers as T
+
+    r = run("prune", saved["llama"], "--heads", 0.34, "--mlp", 0.5, "--layers", 1, "--round-to", 8,
+            "--output", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    plain, info = T.AutoModelForCausalLM.from_pretrained(tmp_path / "p", output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    cfg = plain.config
+    assert (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (2, 4, 2, 16)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir() if p.suffix in (".bin", ".pt", ".pth")) == []
