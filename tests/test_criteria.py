@@ -1,6 +1,8 @@
 """Each criterion gives a valid plan; budgets (ratios, layouts, GQA, rounding, protection, targets) are met exactly."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import compress
@@ -124,3 +126,26 @@ def test_unknown_family():
     model = T.T5Model(T.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8))
     with pytest.raises(CompressError, match="supported: bert"):
         compress.prune(model, heads=0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(heads=st.floats(0, 0.95), mlp=st.floats(0, 0.95), layout=st.sampled_from(["uniform", "global"]))
+def test_budgets_are_met_exactly(heads, mlp, layout):
+    from compress.pruning.budget import Budget, build_plan
+
+    model, _ = make("bert")  # 3 layers x 4 heads, 3 x 40 neurons
+    scores = compress.pruning.api.score(model, "random")
+    budget = Budget(heads=heads, mlp=mlp, layout=layout)
+    if layout == "global" and (round(heads * 12) > 9 or round(mlp * 120) > 117):
+        with pytest.raises(CompressError):
+            build_plan(model, scores, budget)
+        return
+    plan = build_plan(model, scores, budget)
+    kept_heads = [len(v) for v in plan.heads.values()] or [4, 4, 4]
+    kept_neurons = [len(v) for v in plan.neurons.values()] or [40, 40, 40]
+    if layout == "uniform":
+        assert kept_heads == [max(1, 4 - round(heads * 4))] * 3
+        assert kept_neurons == [max(1, 40 - round(mlp * 40))] * 3
+    else:
+        assert sum(kept_heads) == 12 - round(heads * 12) and min(kept_heads) >= 1
+        assert sum(kept_neurons) == 120 - round(mlp * 120) and min(kept_neurons) >= 1
