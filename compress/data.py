@@ -15,7 +15,9 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
     if not path.exists():
         raise CompressError("calibration", f"file {path} does not exist", "give a .txt/.csv/.json/.jsonl/.parquet file")
     if path.suffix not in TEXT_SUFFIXES:
-        raise CompressError("calibration", f"unsupported file type {path.suffix!r}", f"use one of {sorted(TEXT_SUFFIXES)}")
+        raise CompressError(
+            "calibration", f"unsupported file type {path.suffix!r}", f"use one of {sorted(TEXT_SUFFIXES)}"
+        )
     if path.suffix == ".txt":
         texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
@@ -24,8 +26,11 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
         kind = {".jsonl": "json"}.get(path.suffix, path.suffix[1:])
         ds = datasets.load_dataset(kind, data_files=str(path), split="train")
         if column not in ds.column_names:
-            raise CompressError("calibration", f"{path} has no column {column!r} (columns: {ds.column_names})",
-                                "rename the text column to `text`")
+            raise CompressError(
+                "calibration",
+                f"{path} has no column {column!r} (columns: {ds.column_names})",
+                "rename the text column to `text`",
+            )
         texts = [t for t in ds[column] if isinstance(t, str) and t.strip()]
     if not texts:
         raise CompressError("calibration", f"{path} contains no text", "give a file with at least one sentence")
@@ -35,7 +40,10 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
 def text_batches(tokenizer, texts: list[str], batch_size: int = 16, max_length: int = 128) -> list[dict]:
     """Tokenized, padded batches of model inputs."""
     return [
-        dict(tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                       return_tensors="pt"))
+        dict(
+            tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+        )
         for i in range(0, len(texts), batch_size)
     ]

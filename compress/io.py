@@ -74,8 +74,11 @@ def _model_class(config, path) -> type:
     archs = getattr(config, "architectures", None) or []
     cls = getattr(transformers, archs[0], None) if archs else None
     if cls is None:
-        raise CompressError("config.json", f"{path} names no transformers model class ({archs or 'none'})",
-                            "save the model with compress.save or give a transformers checkpoint")
+        raise CompressError(
+            "config.json",
+            f"{path} names no transformers model class ({archs or 'none'})",
+            "save the model with compress.save or give a transformers checkpoint",
+        )
     return cls
 
 
@@ -84,14 +87,17 @@ def _plan_aware(cls: type) -> type:
         cls.__init__(self, config, *args, **kwargs)
         rebuild(self)
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__,
-                                      "__qualname__": cls.__qualname__})
+    return type(
+        cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    )
 
 
 def load(path: str | os.PathLike, **kwargs) -> nn.Module:
     """Load a (pruned) model saved by `save` or any transformers checkpoint; raises on missing/unexpected keys."""
     local = Path(path)
-    if (local.exists() and not (local / "config.json").exists()) or (not local.exists() and str(path).startswith((".", "/"))):
+    if (local.exists() and not (local / "config.json").exists()) or (
+        not local.exists() and str(path).startswith((".", "/"))
+    ):
         raise CompressError("model", f"{path} is not a model folder (no config.json)", "give a folder written by save")
     kwargs.setdefault("trust_remote_code", False)
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
@@ -99,7 +105,10 @@ def load(path: str | os.PathLike, **kwargs) -> nn.Module:
     model, info = cls.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):
-        raise CompressError("model", f"{path} did not load exactly: {json.dumps(problems)[:300]}",
-                            "the checkpoint and its config.json disagree; re-save it with compress.save")
+        raise CompressError(
+            "model",
+            f"{path} did not load exactly: {json.dumps(problems)[:300]}",
+            "the checkpoint and its config.json disagree; re-save it with compress.save",
+        )
     model.eval()
     return model

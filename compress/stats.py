@@ -40,7 +40,9 @@ def weights_size(folder: str | Path) -> int:
 
 
 @torch.inference_mode()
-def latency_side_by_side(models: dict[str, nn.Module], inputs: dict, repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+def latency_side_by_side(
+    models: dict[str, nn.Module], inputs: dict, repeats: int = 7, warmup: int = 2
+) -> dict[str, float]:
     """Median seconds per forward for each model, interleaving the models in every round so machine noise hits
     all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in models}

@@ -51,10 +51,13 @@ def main() -> None:
     for criterion in sorted(CRITERIA):
         model = copy.deepcopy(dense)
         t0 = time.perf_counter()
-        compress.prune(model, heads=args.heads, mlp=args.mlp, criterion=criterion, layout=args.layout,
-                       calibration=calib)
+        compress.prune(
+            model, heads=args.heads, mlp=args.mlp, criterion=criterion, layout=args.layout, calibration=calib
+        )
         seconds = time.perf_counter() - t0
-        rows.append({"criterion": criterion, "prune_seconds": seconds, "cosine": cosine_fidelity(ref, embed(model, evalb))})
+        rows.append(
+            {"criterion": criterion, "prune_seconds": seconds, "cosine": cosine_fidelity(ref, embed(model, evalb))}
+        )
         pruned_models[criterion] = model
 
     pruned = pruned_models["activation"]
@@ -63,13 +66,22 @@ def main() -> None:
     for batch in (1, 32):
         x = dict(tok(texts[:batch], padding="max_length", max_length=128, truncation=True, return_tensors="pt"))
         lat = latency_side_by_side({"dense": dense, "pruned": pruned}, x, repeats=args.repeats)
-        latency[batch] = {"dense_ms": lat["dense"] * 1e3, "pruned_ms": lat["pruned"] * 1e3,
-                          "speedup": lat["dense"] / lat["pruned"]}
+        latency[batch] = {
+            "dense_ms": lat["dense"] * 1e3,
+            "pruned_ms": lat["pruned"] * 1e3,
+            "speedup": lat["dense"] / lat["pruned"],
+        }
     macs_ratio = estimate_macs(dense, 128) / estimate_macs(pruned, 128)
     result = {
-        "model": "all-MiniLM-L6-v2", "heads": args.heads, "mlp": args.mlp, "layout": args.layout,
-        "threads": torch.get_num_threads(), "criteria": rows, "latency_seq128": latency,
-        "params": [count_params(dense), count_params(pruned)], "mac_reduction": macs_ratio,
+        "model": "all-MiniLM-L6-v2",
+        "heads": args.heads,
+        "mlp": args.mlp,
+        "layout": args.layout,
+        "threads": torch.get_num_threads(),
+        "criteria": rows,
+        "latency_seq128": latency,
+        "params": [count_params(dense), count_params(pruned)],
+        "mac_reduction": macs_ratio,
         "speedup_over_mac_reduction": {b: v["speedup"] / macs_ratio for b, v in latency.items()},
     }
 
@@ -83,12 +95,20 @@ def main() -> None:
     for c in ("batch", "dense ms", "pruned ms", "speed-up", "MAC reduction", "speed-up / MAC reduction"):
         t.add_column(c, justify="right")
     for b, v in latency.items():
-        t.add_row(str(b), f"{v['dense_ms']:.1f}", f"{v['pruned_ms']:.1f}", f"{v['speedup']:.2f}x", f"{macs_ratio:.2f}x",
-                  f"{v['speedup'] / macs_ratio:.2f}")
+        t.add_row(
+            str(b),
+            f"{v['dense_ms']:.1f}",
+            f"{v['pruned_ms']:.1f}",
+            f"{v['speedup']:.2f}x",
+            f"{macs_ratio:.2f}x",
+            f"{v['speedup'] / macs_ratio:.2f}",
+        )
     console.print(t)
     p, emb = result["params"], count_params(dense.embeddings)
-    console.print(f"parameters {p[0]:,} -> {p[1]:,} ({p[1] / p[0]:.3f}); without the untouched embeddings "
-                  f"({emb:,}): {p[0] - emb:,} -> {p[1] - emb:,} ({(p[1] - emb) / (p[0] - emb):.3f})")
+    console.print(
+        f"parameters {p[0]:,} -> {p[1]:,} ({p[1] / p[0]:.3f}); without the untouched embeddings "
+        f"({emb:,}): {p[0] - emb:,} -> {p[1] - emb:,} ({(p[1] - emb) / (p[0] - emb):.3f})"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

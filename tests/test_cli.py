@@ -10,8 +10,13 @@ from tiny import make
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "compress.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "compress.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,22 @@ def saved(tmp_path_factory):
 
 
 def test_prune_then_inspect(saved, tmp_path):
-    r = run("prune", saved["bert"], "--heads", 0.5, "--mlp", 0.5, "--layout", "global", "--criterion", "fisher",
-            "--calibration", saved["calib"], "--output", tmp_path / "p")
+    r = run(
+        "prune",
+        saved["bert"],
+        "--heads",
+        0.5,
+        "--mlp",
+        0.5,
+        "--layout",
+        "global",
+        "--criterion",
+        "fisher",
+        "--calibration",
+        saved["calib"],
+        "--output",
+        tmp_path / "p",
+    )
     assert r.returncode == 0, r.stderr
     assert "params" in r.stdout and (tmp_path / "p" / "model.safetensors").exists()
     assert not list(tmp_path.glob(".p.tmp-*"))
@@ -47,14 +66,17 @@ def test_prune_then_inspect(saved, tmp_path):
     assert sum(compress.load(tmp_path / "p").config.compress["history"][-1]["params_after"] for _ in [0]) > 0
 
 
-@pytest.mark.parametrize("args,field", [
-    (["--heads", "1.2"], "`heads`"),
-    (["--mlp", "-0.5"], "`mlp`"),
-    (["--criterion", "fisher", "--heads", "0.5"], "`calibration`"),
-    (["--criterion", "nonsense", "--heads", "0.5"], "`criterion`"),
-    (["--calibration", "/no/such/file.txt", "--heads", "0.5"], "`calibration`"),
-    (["--layout", "diagonal", "--heads", "0.5"], "`layout`"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--heads", "1.2"], "`heads`"),
+        (["--mlp", "-0.5"], "`mlp`"),
+        (["--criterion", "fisher", "--heads", "0.5"], "`calibration`"),
+        (["--criterion", "nonsense", "--heads", "0.5"], "`criterion`"),
+        (["--calibration", "/no/such/file.txt", "--heads", "0.5"], "`calibration`"),
+        (["--layout", "diagonal", "--heads", "0.5"], "`layout`"),
+    ],
+)
 def test_bad_input_exit_2_nothing_written(saved, tmp_path, args, field):
     r = run("prune", saved["bert"], *args, "--output", tmp_path / "p")
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -72,7 +94,8 @@ def test_unknown_family_and_missing_model(tmp_path):
     import transformers as T
 
     T.T5Model(T.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)).save_pretrained(
-        tmp_path / "t5")
+        tmp_path / "t5"
+    )
     r = run("prune", tmp_path / "t5", "--heads", 0.5, "--output", tmp_path / "p")
     assert r.returncode == 2 and "unsupported model family 't5'" in r.stderr and "llama" in r.stderr
     r = run("prune", tmp_path / "nothing", "--heads", 0.5, "--output", tmp_path / "p")
@@ -94,11 +117,28 @@ def test_existing_output_needs_overwrite(saved, tmp_path):
 def test_uniform_llama_cli_output_is_a_standard_checkpoint(saved, tmp_path):
     import transformers as T
 
-    r = run("prune", saved["llama"], "--heads", 0.34, "--mlp", 0.5, "--layers", 1, "--round-to", 8,
-            "--output", tmp_path / "p")
+    r = run(
+        "prune",
+        saved["llama"],
+        "--heads",
+        0.34,
+        "--mlp",
+        0.5,
+        "--layers",
+        1,
+        "--round-to",
+        8,
+        "--output",
+        tmp_path / "p",
+    )
     assert r.returncode == 0, r.stderr
     plain, info = T.AutoModelForCausalLM.from_pretrained(tmp_path / "p", output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
     cfg = plain.config
-    assert (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (2, 4, 2, 16)
+    assert (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (
+        2,
+        4,
+        2,
+        16,
+    )
     assert sorted(p.name for p in (tmp_path / "p").iterdir() if p.suffix in (".bin", ".pt", ".pth")) == []

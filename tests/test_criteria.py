@@ -35,7 +35,7 @@ def test_each_criterion_gives_valid_plan(family, criterion):
     calib = _calibration(family)
     heads = 1 / 3 if family == "llama" else 0.5
     plan = compress.prune(model, heads=heads, mlp=0.5, criterion=criterion, calibration=calib)
-    for key, kept in plan.heads.items():
+    for kept in plan.heads.values():
         assert kept == sorted(set(kept)) and len(kept) > 0
     h, n = _widths(model)
     assert set(h) == {4 if family == "llama" else 2} and set(n) == {20}
@@ -47,8 +47,9 @@ def test_each_criterion_gives_valid_plan(family, criterion):
 def test_data_criteria_without_labels_on_headless_encoder(criterion):
     import transformers as T
 
-    model = T.BertModel(T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=40))
+    model = T.BertModel(
+        T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40)
+    )
     calib = [inputs("text", seed=s) for s in range(2)]
     scores = compress.pruning.api.score(model, criterion, calib)
     assert all(v.abs().sum() > 0 for v in scores.heads.values())
@@ -107,11 +108,18 @@ def test_size_targets(target):
     assert model.config.compress["history"][-1][f"{target}_after"] == after
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(heads=1.0), "heads"), (dict(mlp=-0.1), "mlp"), (dict(layout="diagonal", heads=0.5), "layout"),
-    (dict(criterion="psychic", heads=0.5), "criterion"), (dict(criterion="fisher", heads=0.5), "calibration"),
-    (dict(layers=3), "layers"), (dict(round_to=0, mlp=0.5), "round_to"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(heads=1.0), "heads"),
+        (dict(mlp=-0.1), "mlp"),
+        (dict(layout="diagonal", heads=0.5), "layout"),
+        (dict(criterion="psychic", heads=0.5), "criterion"),
+        (dict(criterion="fisher", heads=0.5), "calibration"),
+        (dict(layers=3), "layers"),
+        (dict(round_to=0, mlp=0.5), "round_to"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs, field):
     model, _ = make("bert")
     before = {k: v.clone() for k, v in model.state_dict().items()}

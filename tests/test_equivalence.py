@@ -1,4 +1,4 @@
-"""Every family: physically pruned == dense with the same heads/neurons masked; save -> load is exact; backward works."""
+"""Every family: pruned == dense with the same heads/neurons masked; save -> load is exact; backward works."""
 
 import copy
 
@@ -42,8 +42,9 @@ def test_pruned_equals_masked_dense(family, what, layout):
 def test_save_load_exact_and_backward(family, tmp_path):
     model, kind = make(family)
     x = inputs(kind)
-    compress.prune(model, heads=1 / 3 if family in GQA_FAMILIES else 0.5, mlp=0.4, layout="global",
-                   criterion="magnitude")
+    compress.prune(
+        model, heads=1 / 3 if family in GQA_FAMILIES else 0.5, mlp=0.4, layout="global", criterion="magnitude"
+    )
     compress.save(model, tmp_path / "m")
     again = compress.load(tmp_path / "m")  # raises on missing / unexpected keys
     with torch.no_grad():

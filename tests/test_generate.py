@@ -14,8 +14,14 @@ CAUSAL = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemm
 def test_causal_generate(family, cache, tmp_path):
     model, kind = make(family)
     gqa = family != "gpt2"
-    compress.prune(model, heads=2 / 3 if gqa else 0.5, kv_heads=0.5 if gqa else 0.0, mlp=0.5, layout="global",
-                   criterion="magnitude")
+    compress.prune(
+        model,
+        heads=2 / 3 if gqa else 0.5,
+        kv_heads=0.5 if gqa else 0.0,
+        mlp=0.5,
+        layout="global",
+        criterion="magnitude",
+    )
     compress.save(model, tmp_path / "m")
     again = compress.load(tmp_path / "m")
     ids = inputs("causal", batch=1)["input_ids"]
@@ -27,8 +33,8 @@ def test_causal_generate(family, cache, tmp_path):
     assert torch.equal(a, b)
     # greedy generation with a cache must match recomputing the full sequence each step
     with torch.no_grad():
-        full = model(a[:, :-1]).logits[0, ids.shape[1] - 1:].argmax(-1)
-    assert torch.equal(full, a[0, ids.shape[1]:])
+        full = model(a[:, :-1]).logits[0, ids.shape[1] - 1 :].argmax(-1)
+    assert torch.equal(full, a[0, ids.shape[1] :])
 
 
 @pytest.mark.parametrize("cache", ["dynamic", "static"])

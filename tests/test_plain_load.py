@@ -1,4 +1,4 @@
-"""Uniform plans a config can express load with plain transformers; others need compress.load and never load silently."""
+"""Uniform plans a config can express load with plain transformers; others need compress.load, never silently."""
 
 import pytest
 import torch

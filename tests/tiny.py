@@ -7,10 +7,26 @@ import transformers as T
 
 V = 64  # vocab
 COMMON = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=40)
-GQA = dict(vocab_size=V, hidden_size=48, num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
-           intermediate_size=40, head_dim=8, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-AUDIO = dict(conv_dim=(16, 16), conv_stride=(4, 4), conv_kernel=(8, 8), num_conv_pos_embeddings=16,
-             num_conv_pos_embedding_groups=2, vocab_size=V)
+GQA = dict(
+    vocab_size=V,
+    hidden_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=6,
+    num_key_value_heads=2,
+    intermediate_size=40,
+    head_dim=8,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+AUDIO = dict(
+    conv_dim=(16, 16),
+    conv_stride=(4, 4),
+    conv_kernel=(8, 8),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+    vocab_size=V,
+)
 
 
 def _text(config_cls, model_cls, **extra):
@@ -23,19 +39,54 @@ FAMILIES = {
     "xlm-roberta": _text(T.XLMRobertaConfig, T.XLMRobertaForSequenceClassification, pad_token_id=1),
     "electra": _text(T.ElectraConfig, T.ElectraForSequenceClassification, embedding_size=16),
     "mpnet": _text(T.MPNetConfig, T.MPNetForSequenceClassification),
-    "distilbert": lambda: (T.DistilBertForSequenceClassification(T.DistilBertConfig(
-        vocab_size=V, dim=32, n_layers=3, n_heads=4, hidden_dim=40)), "text"),
-    "vit": lambda: (T.ViTForImageClassification(T.ViTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)), "image"),
-    "deit": lambda: (T.DeiTForImageClassification(T.DeiTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)), "image"),
+    "distilbert": lambda: (
+        T.DistilBertForSequenceClassification(
+            T.DistilBertConfig(vocab_size=V, dim=32, n_layers=3, n_heads=4, hidden_dim=40)
+        ),
+        "text",
+    ),
+    "vit": lambda: (
+        T.ViTForImageClassification(T.ViTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)),
+        "image",
+    ),
+    "deit": lambda: (
+        T.DeiTForImageClassification(T.DeiTConfig(image_size=16, patch_size=4, num_labels=3, **COMMON)),
+        "image",
+    ),
     "wav2vec2": lambda: (T.Wav2Vec2ForSequenceClassification(T.Wav2Vec2Config(**COMMON, **AUDIO)), "audio"),
     "hubert": lambda: (T.HubertForSequenceClassification(T.HubertConfig(**COMMON, **AUDIO)), "audio"),
-    "whisper": lambda: (T.WhisperForConditionalGeneration(T.WhisperConfig(
-        vocab_size=V, d_model=32, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=40, decoder_ffn_dim=40, num_mel_bins=8, max_source_positions=16,
-        max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-        suppress_tokens=None, begin_suppress_tokens=None)), "speech2text"),
-    "gpt2": lambda: (T.GPT2LMHeadModel(T.GPT2Config(vocab_size=V, n_embd=32, n_layer=3, n_head=4, n_inner=40,
-                                                     n_positions=64, bos_token_id=1, eos_token_id=2)), "causal"),
+    "whisper": lambda: (
+        T.WhisperForConditionalGeneration(
+            T.WhisperConfig(
+                vocab_size=V,
+                d_model=32,
+                encoder_layers=3,
+                decoder_layers=3,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=40,
+                decoder_ffn_dim=40,
+                num_mel_bins=8,
+                max_source_positions=16,
+                max_target_positions=32,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+                decoder_start_token_id=1,
+                suppress_tokens=None,
+                begin_suppress_tokens=None,
+            )
+        ),
+        "speech2text",
+    ),
+    "gpt2": lambda: (
+        T.GPT2LMHeadModel(
+            T.GPT2Config(
+                vocab_size=V, n_embd=32, n_layer=3, n_head=4, n_inner=40, n_positions=64, bos_token_id=1, eos_token_id=2
+            )
+        ),
+        "causal",
+    ),
     "llama": lambda: (T.LlamaForCausalLM(T.LlamaConfig(**GQA)), "causal"),
     "mistral": lambda: (T.MistralForCausalLM(T.MistralConfig(**GQA)), "causal"),
     "qwen2": lambda: (T.Qwen2ForCausalLM(T.Qwen2Config(**GQA)), "causal"),
@@ -44,8 +95,11 @@ FAMILIES = {
     "gemma2": lambda: (T.Gemma2ForCausalLM(T.Gemma2Config(**GQA)), "causal"),
     "gemma3": lambda: (T.Gemma3ForCausalLM(T.Gemma3TextConfig(**GQA)), "causal"),
 }
-DECODERS = [k for k, (f) in FAMILIES.items() if k in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
-                                                        "gemma3", "whisper")]
+DECODERS = [
+    k
+    for k, (f) in FAMILIES.items()
+    if k in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "whisper")
+]
 
 
 def make(family: str, seed: int = 0):
@@ -76,8 +130,10 @@ def inputs(kind: str, batch: int = 2, seq: int = 10, seed: int = 1) -> dict:
     if kind == "audio":
         return {"input_values": torch.randn(batch, 800, generator=g)}
     if kind == "speech2text":
-        return {"input_features": torch.randn(batch, 8, 32, generator=g),
-                "decoder_input_ids": torch.randint(3, V, (batch, 6), generator=g)}
+        return {
+            "input_features": torch.randn(batch, 8, 32, generator=g),
+            "decoder_input_ids": torch.randint(3, V, (batch, 6), generator=g),
+        }
     ids = torch.randint(3, V, (batch, seq), generator=g)
     mask = torch.ones(batch, seq, dtype=torch.long)
     mask[0, -3:] = 0  # some padding

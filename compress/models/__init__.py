@@ -23,8 +23,16 @@ def register_adapter(adapter: ModelAdapter) -> None:
         ADAPTERS[model_type] = adapter
 
 
-for _cls in (BertAdapter, DistilBertAdapter, MPNetAdapter, ViTAdapter, Wav2Vec2Adapter, WhisperAdapter, GPT2Adapter,
-             LlamaAdapter):
+for _cls in (
+    BertAdapter,
+    DistilBertAdapter,
+    MPNetAdapter,
+    ViTAdapter,
+    Wav2Vec2Adapter,
+    WhisperAdapter,
+    GPT2Adapter,
+    LlamaAdapter,
+):
     register_adapter(_cls())
 
 
@@ -37,11 +45,19 @@ def get_adapter(model_or_config) -> ModelAdapter:
     model_type = getattr(config, "model_type", None)
     if model_type not in ADAPTERS:
         raise CompressError(
-            "model", f"unsupported model family {model_type!r}",
+            "model",
+            f"unsupported model family {model_type!r}",
             f"supported: {', '.join(supported_model_types())}",
         )
     return ADAPTERS[model_type]
 
 
-__all__ = ["ADAPTERS", "AttentionSite", "MlpSite", "ModelAdapter", "get_adapter", "register_adapter",
-           "supported_model_types"]
+__all__ = [
+    "ADAPTERS",
+    "AttentionSite",
+    "MlpSite",
+    "ModelAdapter",
+    "get_adapter",
+    "register_adapter",
+    "supported_model_types",
+]

@@ -1,4 +1,4 @@
-"""BERT-style encoders: BERT, RoBERTa, XLM-R, ELECTRA (query/key/value + attention.output.dense, intermediate/output)."""
+"""BERT-style encoders: BERT, RoBERTa, XLM-R, ELECTRA (query/key/value + output.dense; intermediate/output)."""
 
 from .base import AttentionSite, ConfigFields, MlpSite, ModelAdapter
 
@@ -15,7 +15,11 @@ class BertAdapter(ModelAdapter):
         attn = layer.attention.self
         return {
             "attention": AttentionSite(
-                module=attn, q=attn.query, k=attn.key, v=attn.value, o=layer.attention.output.dense,
+                module=attn,
+                q=attn.query,
+                k=attn.key,
+                v=attn.value,
+                o=layer.attention.output.dense,
                 head_dim=attn.attention_head_size,
             )
         }

@@ -13,8 +13,11 @@ class DistilBertAdapter(ModelAdapter):
 
     def attentions(self, layer):
         a = layer.attention
-        return {"attention": AttentionSite(module=a, q=a.q_lin, k=a.k_lin, v=a.v_lin, o=a.out_lin,
-                                           head_dim=a.attention_head_size)}
+        return {
+            "attention": AttentionSite(
+                module=a, q=a.q_lin, k=a.k_lin, v=a.v_lin, o=a.out_lin, head_dim=a.attention_head_size
+            )
+        }
 
     def mlp(self, layer):
         return MlpSite(inputs=[layer.ffn.lin1], output=layer.ffn.lin2)

@@ -21,7 +21,9 @@ class LlamaAdapter(ModelAdapter):
 
     def attentions(self, layer):
         a = layer.self_attn
-        return {"self_attn": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.o_proj, head_dim=a.head_dim)}
+        return {
+            "self_attn": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.o_proj, head_dim=a.head_dim)
+        }
 
     def mlp(self, layer):
         m = layer.mlp

@@ -14,7 +14,9 @@ class ViTAdapter(ModelAdapter):
 
     def attentions(self, layer):
         a = layer.attention
-        return {"attention": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.o_proj, head_dim=a.head_dim)}
+        return {
+            "attention": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.o_proj, head_dim=a.head_dim)
+        }
 
     def mlp(self, layer):
         return MlpSite(inputs=[layer.mlp.fc1], output=layer.mlp.fc2)

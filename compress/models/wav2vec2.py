@@ -13,7 +13,9 @@ class Wav2Vec2Adapter(ModelAdapter):
 
     def attentions(self, layer):
         a = layer.attention
-        return {"attention": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.out_proj, head_dim=a.head_dim)}
+        return {
+            "attention": AttentionSite(module=a, q=a.q_proj, k=a.k_proj, v=a.v_proj, o=a.out_proj, head_dim=a.head_dim)
+        }
 
     def mlp(self, layer):
         ff = layer.feed_forward

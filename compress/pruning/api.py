@@ -18,10 +18,15 @@ from .plan import PruningPlan, apply_plan
 
 def check_criterion(criterion: str, has_calibration: bool) -> None:
     if criterion not in CRITERIA:
-        raise CompressError("criterion", f"unknown criterion {criterion!r}", f"use one of {', '.join(sorted(CRITERIA))}")
+        raise CompressError(
+            "criterion", f"unknown criterion {criterion!r}", f"use one of {', '.join(sorted(CRITERIA))}"
+        )
     if criterion in NEEDS_CALIBRATION and not has_calibration:
-        raise CompressError("calibration", f"criterion {criterion!r} needs calibration batches",
-                            "pass calibration data (CLI: --calibration FILE) or use criterion=magnitude")
+        raise CompressError(
+            "calibration",
+            f"criterion {criterion!r} needs calibration batches",
+            "pass calibration data (CLI: --calibration FILE) or use criterion=magnitude",
+        )
 
 
 def score(model: nn.Module, criterion: str, calibration: Iterable[dict] | None = None) -> Scores:
@@ -41,8 +46,11 @@ def _solve_ratio(model, scores, budget: Budget, target: int, index: int, seq_len
 
     lo, hi = 0.0, 0.95
     if remaining(hi) > target:
-        raise CompressError("target", f"target {target:,} needs more than 95% of heads and neurons removed",
-                            "raise the target or also remove layers")
+        raise CompressError(
+            "target",
+            f"target {target:,} needs more than 95% of heads and neurons removed",
+            "raise the target or also remove layers",
+        )
     for _ in range(20):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if remaining(mid) > target else (lo, mid)
@@ -80,11 +88,15 @@ def prune(
     """
     adapter = get_adapter(model)
     criterion = criterion or ("activation" if calibration else "magnitude")
-    budget = Budget(heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to,
-                    protect=list(protect))
+    budget = Budget(
+        heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to, protect=list(protect)
+    )
     if (target_params or target_macs) and (heads or mlp):
-        raise CompressError("target_params", "a size target and explicit heads/mlp ratios were both given",
-                            "give either the target or the ratios")
+        raise CompressError(
+            "target_params",
+            "a size target and explicit heads/mlp ratios were both given",
+            "give either the target or the ratios",
+        )
     if target_params and target_macs:
         raise CompressError("target_macs", "give one target, not both")
     t0 = time.perf_counter()
@@ -96,11 +108,21 @@ def prune(
     compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
     apply_plan(model, plan)
     plan.summary = {
-        "criterion": criterion, "layout": budget.layout, "heads": budget.heads, "kv_heads": budget.kv_heads,
-        "mlp": budget.mlp, "layers": budget.layers, "round_to": budget.round_to, "family": adapter.name,
-        "params_before": params0, "params_after": count_params(model),
-        "macs_before": macs0, "macs_after": estimate_macs(model, seq_len), "seq_len": seq_len,
-        "bias_compensated": compensated, "seconds": round(time.perf_counter() - t0, 3),
+        "criterion": criterion,
+        "layout": budget.layout,
+        "heads": budget.heads,
+        "kv_heads": budget.kv_heads,
+        "mlp": budget.mlp,
+        "layers": budget.layers,
+        "round_to": budget.round_to,
+        "family": adapter.name,
+        "params_before": params0,
+        "params_after": count_params(model),
+        "macs_before": macs0,
+        "macs_after": estimate_macs(model, seq_len),
+        "seq_len": seq_len,
+        "bias_compensated": compensated,
+        "seconds": round(time.perf_counter() - t0, 3),
     }
     model.config.compress["history"].append(plan.summary)
     return plan

@@ -39,8 +39,11 @@ class Budget:
             r = getattr(self, name)
             if not isinstance(r, (int, float)) or not 0 <= r < 1:
                 raise CompressError(name, f"ratio {r!r} is outside [0, 1)", "give the fraction to remove, e.g. 0.5")
-        if isinstance(self.layers, bool) or not isinstance(self.layers, (int, float)) or self.layers < 0 or (
-            isinstance(self.layers, float) and self.layers >= 1
+        if (
+            isinstance(self.layers, bool)
+            or not isinstance(self.layers, (int, float))
+            or self.layers < 0
+            or (isinstance(self.layers, float) and self.layers >= 1)
         ):
             raise CompressError("layers", f"{self.layers!r} is not a layer count (int >= 0) or fraction in [0, 1)")
         if self.layout not in LAYOUTS:
@@ -69,15 +72,18 @@ def _choose_layers(model, adapter, scores: Scores, budget: Budget) -> dict[str, 
     if not budget.layers:
         return plan
     origins = {}
-    for stack, pos, orig, _ in iter_layers(model, adapter):
+    for stack, _, orig, _ in iter_layers(model, adapter):
         origins.setdefault(stack, []).append(orig)
     for stack, orig in origins.items():
         n = len(orig)
         drop = budget.layers if isinstance(budget.layers, int) else int(round(budget.layers * n))
         candidates = [p for p in range(n) if not budget.is_protected(stack, orig[p])]
         if drop >= n or drop > len(candidates):
-            raise CompressError("layers", f"cannot remove {drop} of {n} {stack} layers ({n - len(candidates)} protected)",
-                                "remove fewer layers or protect fewer")
+            raise CompressError(
+                "layers",
+                f"cannot remove {drop} of {n} {stack} layers ({n - len(candidates)} protected)",
+                "remove fewer layers or protect fewer",
+            )
         s = scores.layers[stack]
         dropped = sorted(candidates, key=lambda p: float(s[p]))[:drop]
         plan[stack] = [p for p in range(n) if p not in dropped]
@@ -90,7 +96,8 @@ def _gqa_split(n_q: int, n_kv: int, keep_q: int, keep_kv: int, key: str) -> int:
     if keep_q % keep_kv or not 1 <= keep_q // keep_kv <= per_group:
         ok = sorted({round(1 - keep_kv * j / n_q, 4) for j in range(1, per_group + 1)})
         raise CompressError(
-            "heads", f"{keep_q} query heads cannot be spread equally over {keep_kv} KV groups at {key}",
+            "heads",
+            f"{keep_q} query heads cannot be spread equally over {keep_kv} KV groups at {key}",
             f"achievable `heads` ratios with this `kv_heads`: {ok}",
         )
     return keep_q // keep_kv
@@ -111,7 +118,7 @@ def _uniform_heads(site, scores: Scores, key: str, budget: Budget) -> tuple[list
 def _gqa_pick(head_scores, group_size, groups: list[int], per_group: int):
     q = []
     for g in groups:
-        local = head_scores[g * group_size:(g + 1) * group_size]
+        local = head_scores[g * group_size : (g + 1) * group_size]
         q += [g * group_size + j for j in _top(local, per_group)]
     return sorted(q), groups
 
@@ -128,8 +135,11 @@ def _global_select(units: dict[str, torch.Tensor], remove: int, min_keep: dict[s
             kept[key].discard(i)
             removed += 1
     if removed < remove:
-        raise CompressError(field_name, f"cannot remove {remove} units while keeping the minimum in every layer",
-                            "lower the ratio or use layout=uniform")
+        raise CompressError(
+            field_name,
+            f"cannot remove {remove} units while keeping the minimum in every layer",
+            "lower the ratio or use layout=uniform",
+        )
     return kept
 
 
@@ -138,8 +148,12 @@ def _global_heads(sites: dict, scores: Scores, budget: Budget):
     gqa = {k: s for k, s in sites.items() if s.is_gqa}
     if gqa and budget.kv_heads:
         total_kv = sum(s.num_kv_heads for s in gqa.values())
-        kept_kv = _global_select({k: scores.kv_heads[k] for k in gqa}, int(round(budget.kv_heads * total_kv)),
-                                 {k: 1 for k in gqa}, "kv_heads")
+        kept_kv = _global_select(
+            {k: scores.kv_heads[k] for k in gqa},
+            int(round(budget.kv_heads * total_kv)),
+            {k: 1 for k in gqa},
+            "kv_heads",
+        )
     else:
         kept_kv = {k: set(range(s.num_kv_heads)) for k, s in gqa.items()}
     total_q = sum(s.num_heads for s in sites.values())
@@ -151,14 +165,17 @@ def _global_heads(sites: dict, scores: Scores, budget: Budget):
             size = site.num_heads // site.num_kv_heads
             groups = sorted(kept_kv[key])
             remove -= (site.num_kv_heads - len(groups)) * size
-            per_rank = torch.stack([scores.heads[key][g * size:(g + 1) * size].sort().values for g in groups]).sum(0)
+            per_rank = torch.stack([scores.heads[key][g * size : (g + 1) * size].sort().values for g in groups]).sum(0)
             units[key], min_keep[key], unit_size[key] = per_rank, 1, len(groups)
         else:
             step = budget.round_to // math.gcd(budget.round_to, site.head_dim)
             units[key], min_keep[key], unit_size[key] = scores.heads[key], step, 1
     if remove < 0:
-        raise CompressError("heads", "removing the chosen KV groups already removes more query heads than `heads` asks",
-                            "raise `heads` to at least the fraction of query heads in the removed groups")
+        raise CompressError(
+            "heads",
+            "removing the chosen KV groups already removes more query heads than `heads` asks",
+            "raise `heads` to at least the fraction of query heads in the removed groups",
+        )
     if all(u == 1 for u in unit_size.values()):
         kept = _global_select(units, remove, min_keep, "heads")
     else:  # weighted greedy by score per head removed; must land exactly on the budget
@@ -169,8 +186,11 @@ def _global_heads(sites: dict, scores: Scores, budget: Budget):
                 kept[k].discard(i)
                 remove -= unit_size[k]
         if remove:
-            raise CompressError("heads", "the query-head budget cannot be met exactly with equal heads per KV group",
-                                "use a ratio that removes whole ranks of heads (a multiple of the KV group count)")
+            raise CompressError(
+                "heads",
+                "the query-head budget cannot be met exactly with equal heads per KV group",
+                "use a ratio that removes whole ranks of heads (a multiple of the KV group count)",
+            )
     for key, site in sites.items():
         if site.is_gqa:
             size = site.num_heads // site.num_kv_heads
@@ -207,11 +227,17 @@ def build_plan(model: nn.Module, scores: Scores, budget: Budget) -> PruningPlan:
         if budget.layout == "uniform":
             for key, site in mlp_sites.items():
                 n = site.num_neurons
-                plan.neurons[key] = _top(scores.neurons[key], _round_width(n - int(round(budget.mlp * n)), budget.round_to, n))
+                plan.neurons[key] = _top(
+                    scores.neurons[key], _round_width(n - int(round(budget.mlp * n)), budget.round_to, n)
+                )
         else:
             total = sum(s.num_neurons for s in mlp_sites.values())
-            kept = _global_select({k: scores.neurons[k] for k in mlp_sites}, int(round(budget.mlp * total)),
-                                  {k: budget.round_to for k in mlp_sites}, "mlp")
+            kept = _global_select(
+                {k: scores.neurons[k] for k in mlp_sites},
+                int(round(budget.mlp * total)),
+                {k: budget.round_to for k in mlp_sites},
+                "mlp",
+            )
             for key, site in mlp_sites.items():
                 n = _round_width(len(kept[key]), budget.round_to, site.num_neurons)
                 plan.neurons[key] = _top(scores.neurons[key], n) if n != len(kept[key]) else sorted(kept[key])
@@ -235,7 +261,9 @@ def plan_cost(model: nn.Module, plan: PruningPlan, seq_len: int = 128) -> tuple[
             hd, q_in = site.head_dim, in_features(site.qkv if site.qkv is not None else site.q)
             bias = 1 if (site.qkv if site.qkv is not None else site.q).bias is not None else 0
             gone_q = site.num_heads - len(plan.heads[key])
-            gone_kv = site.num_kv_heads - len(plan.kv_heads.get(key, range(site.num_kv_heads))) if site.is_gqa else gone_q
+            gone_kv = (
+                site.num_kv_heads - len(plan.kv_heads.get(key, range(site.num_kv_heads))) if site.is_gqa else gone_q
+            )
             w = gone_q * hd * (q_in + out_features(site.o)) + gone_kv * 2 * hd * q_in
             params += w + (gone_q + 2 * gone_kv) * hd * bias
             macs += seq_len * (w + gone_q * 2 * seq_len * hd)

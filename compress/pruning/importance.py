@@ -171,6 +171,7 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     was_training = model.training
     model.eval()
     current: dict = {}
+
     def record(key, x):
         w = _token_weights(current, x)
         x = x.detach().float() * (w if w is not None else 1)
@@ -219,8 +220,9 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     return _split(model, acc, layer_acc, means)
 
 
-def _split(model: nn.Module, acc: dict[str, torch.Tensor], layers: dict[str, torch.Tensor],
-           means: dict[str, torch.Tensor]) -> Scores:
+def _split(
+    model: nn.Module, acc: dict[str, torch.Tensor], layers: dict[str, torch.Tensor], means: dict[str, torch.Tensor]
+) -> Scores:
     adapter, s = get_adapter(model), Scores(layers=layers, input_means=means)
     for stack, pos, _, layer in iter_layers(model, adapter):
         for role, site in adapter.attentions(layer).items():

@@ -45,8 +45,9 @@ def output_projections(model: nn.Module) -> dict[str, tuple[nn.Module, int]]:
     return points
 
 
-def hook_unit_inputs(model: nn.Module, fn: Callable[[str, torch.Tensor], torch.Tensor | None],
-                     keys: set[str] | None = None) -> HookSet:
+def hook_unit_inputs(
+    model: nn.Module, fn: Callable[[str, torch.Tensor], torch.Tensor | None], keys: set[str] | None = None
+) -> HookSet:
     """Call fn(key, x) with the input of each output projection, x: (..., units * unit_width); a returned tensor
     replaces the input."""
     hooks = HookSet()

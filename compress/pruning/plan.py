@@ -40,8 +40,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> None:
             if site.is_gqa and keep_kv is None:
                 keep_kv = list(range(site.num_kv_heads))
             old = record["heads"].get(orig_key, {})
-            new = {"q": compose(old.get("q"), keep_q),
-                   "kv": compose(old.get("kv"), keep_kv if site.is_gqa else keep_q)}
+            new = {"q": compose(old.get("q"), keep_q), "kv": compose(old.get("kv"), keep_kv if site.is_gqa else keep_q)}
             prune_attention(site, keep_q, keep_kv if site.is_gqa else None)
             adapter.set_head_counts(site, new["q"])
             record["heads"][orig_key] = new
@@ -56,7 +55,9 @@ def apply_plan(model: nn.Module, plan: PruningPlan) -> None:
         dropped = set(compose(origins, range(len(layers)))) - set(record["layers"][stack])
         drop_layers(layers, keep)
         adapter.set_num_layers(model.config, stack, keep)  # local positions: config lists are current
-        for key in [k for k in (*record["heads"], *record["neurons"]) if k.startswith(stack + ".") and _layer_of(k) in dropped]:
+        for key in [
+            k for k in (*record["heads"], *record["neurons"]) if k.startswith(stack + ".") and _layer_of(k) in dropped
+        ]:
             record["heads"].pop(key, None)
             record["neurons"].pop(key, None)
     sync_config(model, adapter)
