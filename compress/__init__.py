@@ -8,9 +8,10 @@ model = compress.load("out/pruned")
 
 __version__ = "0.1.0"
 
+from .distill import DistillConfig, distill  # noqa: E402
 from .errors import CompressError  # noqa: E402
 from .io import load, save  # noqa: E402
 from .pruning.api import prune  # noqa: E402
 from .pruning.plan import PruningPlan  # noqa: E402
 
-__all__ = ["CompressError", "PruningPlan", "load", "prune", "save", "__version__"]
+__all__ = ["CompressError", "DistillConfig", "PruningPlan", "distill", "load", "prune", "save", "__version__"]

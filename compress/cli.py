@@ -143,6 +143,64 @@ def inspect(
 
 
 @app.command()
+def distill(
+    teacher: Annotated[str, typer.Option(help="dense teacher: folder, asset name or hub id")],
+    student: Annotated[str, typer.Option(help="student (e.g. a pruned output folder)")],
+    data: Annotated[str, typer.Option(help="texts: a file (.txt/.csv/.json/.jsonl/.parquet) or asset rotten-tomatoes")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder: checkpoints, loss curve, model/")],
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 200,
+    batch_size: Annotated[int, typer.Option(help="examples per process per step")] = 16,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-5,
+    loss: Annotated[str, typer.Option(help="auto | logits | embedding | hidden (auto: embedding for encoders "
+                                           "without a task head, else logits)")] = "auto",
+    temperature: Annotated[float, typer.Option(help="softmax temperature for logits KD")] = 2.0,
+    cache_teacher: Annotated[str, typer.Option(help="none | topk | embedding")] = "none",
+    max_length: Annotated[int, typer.Option(help="tokens per text")] = 128,
+    samples: Annotated[int, typer.Option(help="texts to use (0 = all)")] = 0,
+    save_every: Annotated[int, typer.Option(help="checkpoint every N steps (0 = off)")] = 50,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
+    overwrite: Annotated[bool, typer.Option(help="start over, deleting an existing --output")] = False,
+):
+    """Distil a dense teacher into a (pruned) student; the result is written to OUTPUT/model."""
+    import shutil
+
+    from . import assets
+    from .distill import DistillConfig
+    from .distill import distill as run_distill
+
+    if loss not in ("auto", "logits", "embedding", "hidden"):
+        raise CompressError("loss", f"unknown loss {loss!r}", "use auto, logits, embedding or hidden")
+    if output.exists() and not (resume or overwrite):
+        raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
+    texts = ([t for t, _ in assets.rotten_tomatoes()["train"]] if data == "rotten-tomatoes"
+             else read_texts_checked(data))
+    texts = texts[:samples] if samples else texts
+    net_t, _ = load_model(teacher)
+    net_s, tokenizer = load_model(student)
+    if loss == "auto":
+        loss = "embedding" if type(net_s).__name__.endswith("Model") else "logits"
+    weights = {f"{k}_weight": float(k == loss) for k in ("logits", "embedding", "hidden")}
+    cfg = DistillConfig(steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
+                        cache_teacher=cache_teacher, save_every=save_every, **weights)
+    if overwrite and output.exists() and not resume:
+        shutil.rmtree(output)
+    result = run_distill(net_s, net_t, texts, cfg, tokenizer=tokenizer, output_dir=output, resume=resume,
+                         max_length=max_length)
+    last = result.curve[-1]["loss"] if result.curve else float("nan")
+    console.print(f"distilled {steps} steps ({loss} loss {result.curve[0]['loss']:.4f} -> {last:.4f}); "
+                  f"model in {output / 'model'}, curve in {output / 'loss_curve.json'}")
+
+
+def read_texts_checked(path: str) -> list[str]:
+    from .data import read_texts
+
+    try:
+        return read_texts(path)
+    except CompressError as e:
+        raise CompressError("data", e.problem, e.fix) from None
+
+
+@app.command()
 def demo(
     output: Annotated[Path | None, typer.Option(help="where to write the pruned model [out/demo-<time>]")] = None,
     heads: Ratio = 0.5,

@@ -142,3 +142,18 @@ def test_uniform_llama_cli_output_is_a_standard_checkpoint(saved, tmp_path):
         16,
     )
     assert sorted(p.name for p in (tmp_path / "p").iterdir() if p.suffix in (".bin", ".pt", ".pth")) == []
+
+
+def test_distill_command(saved, tmp_path):
+    r = run("prune", saved["bert"], "--heads", 0.5, "--mlp", 0.5, "--output", tmp_path / "student")
+    assert r.returncode == 0, r.stderr
+    args = ["distill", "--teacher", saved["bert"], "--student", tmp_path / "student", "--data", saved["calib"],
+            "--steps", 3, "--batch-size", 4, "--lr", 1e-3, "--output", tmp_path / "kd"]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "kd" / "model" / "model.safetensors").exists() and (tmp_path / "kd" / "loss_curve.json").exists()
+    assert compress.load(tmp_path / "kd" / "model").config.compress["heads"]
+    r = run(*args)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run(*args[:-2], "--loss", "telepathy", "--output", tmp_path / "kd2")
+    assert r.returncode == 2 and "`loss`" in r.stderr and not (tmp_path / "kd2").exists()
