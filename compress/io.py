@@ -86,6 +86,9 @@ def _plan_aware(cls: type) -> type:
     def __init__(self, config, *args, **kwargs):
         cls.__init__(self, config, *args, **kwargs)
         rebuild(self)
+        from .quantize import rebuild_quantized  # quantized layers are swapped in after the pruned shapes are set
+
+        rebuild_quantized(self)
 
     return type(
         cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import compress
-from tiny import make
+from tiny import make, word_tokenizer
 
 
 def run(*args, cwd=None):
@@ -22,14 +22,8 @@ def run(*args, cwd=None):
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A tiny BERT and a tiny Llama with word-level tokenizers, saved as checkpoints."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     root = tmp_path_factory.mktemp("models")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(60)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    fast = word_tokenizer()
     out = {}
     for family in ("bert", "llama"):
         model, _ = make(family)
@@ -147,8 +141,23 @@ def test_uniform_llama_cli_output_is_a_standard_checkpoint(saved, tmp_path):
 def test_distill_command(saved, tmp_path):
     r = run("prune", saved["bert"], "--heads", 0.5, "--mlp", 0.5, "--output", tmp_path / "student")
     assert r.returncode == 0, r.stderr
-    args = ["distill", "--teacher", saved["bert"], "--student", tmp_path / "student", "--data", saved["calib"],
-            "--steps", 3, "--batch-size", 4, "--lr", 1e-3, "--output", tmp_path / "kd"]
+    args = [
+        "distill",
+        "--teacher",
+        saved["bert"],
+        "--student",
+        tmp_path / "student",
+        "--data",
+        saved["calib"],
+        "--steps",
+        3,
+        "--batch-size",
+        4,
+        "--lr",
+        1e-3,
+        "--output",
+        tmp_path / "kd",
+    ]
     r = run(*args)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "kd" / "model" / "model.safetensors").exists() and (tmp_path / "kd" / "loss_curve.json").exists()

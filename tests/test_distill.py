@@ -42,8 +42,18 @@ def test_topk_kl_equals_full_kl_when_k_is_vocab():
 
 def test_loss_decreases_and_curve_written(tmp_path):
     teacher, student, kind = _pair()
-    r = distill(student, teacher, _data(teacher, kind), steps=12, batch_size=4, lr=2e-3, warmup_steps=1,
-                logits_weight=1.0, hidden_weight=1.0, output_dir=tmp_path)
+    r = distill(
+        student,
+        teacher,
+        _data(teacher, kind),
+        steps=12,
+        batch_size=4,
+        lr=2e-3,
+        warmup_steps=1,
+        logits_weight=1.0,
+        hidden_weight=1.0,
+        output_dir=tmp_path,
+    )
     losses = [c["loss"] for c in r.curve]
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3
     assert (tmp_path / "loss_curve.json").exists()
@@ -83,8 +93,18 @@ def test_gradual_pruning_reaches_target_and_resumes(tmp_path):
     teacher, kind = make("bert")
     student = copy.deepcopy(teacher)
     data = _data(teacher, kind)
-    kw = dict(steps=7, batch_size=2, lr=1e-3, warmup_steps=1, prune_heads=0.5, prune_mlp=0.5, prune_steps=4,
-              prune_every=2, save_every=5, hidden_weight=0.5)
+    kw = dict(
+        steps=7,
+        batch_size=2,
+        lr=1e-3,
+        warmup_steps=1,
+        prune_heads=0.5,
+        prune_mlp=0.5,
+        prune_steps=4,
+        prune_every=2,
+        save_every=5,
+        hidden_weight=0.5,
+    )
     r = distill(student, teacher, data, output_dir=tmp_path, **kw)
     pruned_steps = [c["step"] for c in r.curve if "pruned" in c]
     assert pruned_steps == [2, 4]
@@ -154,15 +174,29 @@ def _free_port() -> int:
 @pytest.mark.multiprocess
 def test_two_processes_match_one_process_with_same_global_batch(tmp_path):
     worker = Path(__file__).with_name("kd_worker.py")
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", str(_free_port())]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+    ]
     (tmp_path / "two").mkdir()
     (tmp_path / "one").mkdir()
     r = subprocess.run([*launch, str(worker), str(tmp_path / "two"), "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, str(worker), str(tmp_path / "one"), "4"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path / "one"), "4"], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rank0, rank1 = load_file(tmp_path / "two" / "rank0.safetensors"), load_file(tmp_path / "two" / "rank1.safetensors")
     single = load_file(tmp_path / "one" / "rank0.safetensors")

@@ -156,3 +156,24 @@ def with_labels(model, kind: str, batch: dict) -> dict:
 
 def first_output(out) -> torch.Tensor:
     return out.logits if getattr(out, "logits", None) is not None else out[0]
+
+
+def word_tokenizer():
+    """A word-level fast tokenizer over the vocabulary "w0".."w59" (ids 4..63), for tests that need text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(60)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        " ".join(
+            f"w{int(i)}" for i in torch.randint(0, 60, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g)
+        )
+        for _ in range(n)
+    ]

@@ -6,43 +6,48 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import CompressError
 
-LOSSES = ("logits", "hidden", "embedding")
+
+def _f(default, help_: str):
+    """A field whose help text generates the recipe reference and stays next to the default."""
+    return field(default=default, metadata={"help": help_})
+
+
 CACHE_MODES = ("none", "topk", "embedding")
 
 
 @dataclass
 class DistillConfig:
-    steps: int = 200  # optimizer steps (each = grad_accum micro-batches per process)
-    batch_size: int = 16  # examples per process per micro-batch
-    grad_accum: int = 1  # micro-batches accumulated per optimizer step
-    lr: float = 5e-5  # peak learning rate (AdamW)
-    weight_decay: float = 0.01
-    warmup_steps: int = 10  # linear warm-up, then linear decay to 0 at `steps`
-    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
-    mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 needs a GPU)
-    seed: int = 0  # data order and initialisation of everything random
-    # loss weights: a weight of 0 turns a term off
-    logits_weight: float = 1.0  # KL(teacher || student) on logits with `temperature` (token-level for LMs)
-    temperature: float = 2.0
-    task_weight: float = 0.0  # the model's own loss when batches carry labels
-    hidden_weight: float = 0.0  # MSE between mapped hidden states
-    hidden_loss: str = "mse"  # mse | cosine
-    layer_map: dict[int, int] | None = None  # student hidden-state index -> teacher index; None = follow the record
-    embedding_weight: float = 0.0  # 1 - cos of mean-pooled sentence embeddings (encoders without a head)
+    steps: int = _f(200, "optimizer steps (each = grad_accum micro-batches per process)")
+    batch_size: int = _f(16, "examples per process per micro-batch")
+    grad_accum: int = _f(1, "micro-batches accumulated per optimizer step")
+    lr: float = _f(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_steps: int = _f(10, "linear warm-up, then linear decay to 0 at `steps`")
+    max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
+    mixed_precision: str = _f("no", "no | bf16 | fp16 (fp16 needs a GPU)")
+    seed: int = _f(0, "data order and initialisation of everything random")
+    # loss weights: 0 turns a term off
+    logits_weight: float = _f(1.0, "KL(teacher || student) on logits with `temperature` (token-level for LMs)")
+    temperature: float = _f(2.0, "softmax temperature of the logits KL (the loss is scaled by T^2)")
+    task_weight: float = _f(0.0, "the model's own loss when batches carry labels")
+    hidden_weight: float = _f(0.0, "MSE between mapped hidden states")
+    hidden_loss: str = _f("mse", "mse | cosine")
+    layer_map: dict[int, int] | None = _f(None, "student hidden-state index -> teacher index; None = follow the record")
+    embedding_weight: float = _f(0.0, "1 - cos of mean-pooled sentence embeddings (encoders without a head)")
     # teacher caching: compute teacher targets once and reuse them every epoch
-    cache_teacher: str = "none"  # none | topk (top-k logits) | embedding (pooled embeddings)
-    topk: int = 64  # logits kept per position with cache_teacher=topk
+    cache_teacher: str = _f("none", "none | topk (top-k logits) | embedding (pooled embeddings)")
+    topk: int = _f(64, "logits kept per position with cache_teacher=topk")
     # checkpoints and logs
-    save_every: int = 0  # save_state every N steps (0 = only at the end)
-    log_every: int = 10
-    # gradual pruning during distillation (0 = off): prune to these fractions over `prune_steps` steps (cubic)
-    prune_heads: float = 0.0
-    prune_mlp: float = 0.0
-    prune_steps: int = 0
-    prune_every: int = 10  # re-score and slice every N steps inside the pruning phase
-    prune_criterion: str = "activation"
-    prune_layout: str = "uniform"
-    extra: dict = field(default_factory=dict)  # free-form notes copied into the log
+    save_every: int = _f(0, "save_state every N steps (0 = only at the end)")
+    log_every: int = _f(10, "print a loss line every N steps (main process)")
+    # gradual pruning while distilling: re-score and slice the student on a cubic schedule
+    prune_heads: float = _f(0.0, "gradual pruning: fraction of heads removed by `prune_steps` (0 = off)")
+    prune_mlp: float = _f(0.0, "gradual pruning: fraction of MLP neurons removed by `prune_steps`")
+    prune_steps: int = _f(0, "steps over which the cubic schedule reaches the pruning target")
+    prune_every: int = _f(10, "re-score and slice every N steps inside the pruning phase")
+    prune_criterion: str = _f("activation", "importance criterion used at each pruning step")
+    prune_layout: str = _f("uniform", "uniform | global")
+    extra: dict = field(default_factory=dict, metadata={"help": "free-form notes kept with the run's config"})
 
     def __post_init__(self):
         positive = ("steps", "batch_size", "grad_accum", "topk", "log_every", "prune_every")
@@ -54,8 +59,11 @@ class DistillConfig:
                 raise CompressError(name, f"{getattr(self, name)!r} must be > 0")
         weights = ("logits_weight", "task_weight", "hidden_weight", "embedding_weight")
         if any(getattr(self, w) < 0 for w in weights) or not any(getattr(self, w) > 0 for w in weights):
-            raise CompressError("logits_weight", "loss weights must be >= 0 with at least one > 0",
-                                "set logits_weight, task_weight, hidden_weight or embedding_weight")
+            raise CompressError(
+                "logits_weight",
+                "loss weights must be >= 0 with at least one > 0",
+                "set logits_weight, task_weight, hidden_weight or embedding_weight",
+            )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise CompressError("mixed_precision", f"{self.mixed_precision!r} is not one of no, bf16, fp16")
         if self.hidden_loss not in ("mse", "cosine"):
@@ -63,10 +71,15 @@ class DistillConfig:
         if self.cache_teacher not in CACHE_MODES:
             raise CompressError("cache_teacher", f"{self.cache_teacher!r} is not one of {', '.join(CACHE_MODES)}")
         if self.cache_teacher == "embedding" and (self.logits_weight or self.hidden_weight):
-            raise CompressError("cache_teacher", "an embedding cache holds no logits or hidden states",
-                                "set logits_weight=0 and hidden_weight=0, or cache_teacher=none")
+            raise CompressError(
+                "cache_teacher",
+                "an embedding cache holds no logits or hidden states",
+                "set logits_weight=0 and hidden_weight=0, or cache_teacher=none",
+            )
         if self.cache_teacher == "topk" and self.hidden_weight:
-            raise CompressError("cache_teacher", "a top-k logits cache holds no hidden states", "use cache_teacher=none")
+            raise CompressError(
+                "cache_teacher", "a top-k logits cache holds no hidden states", "use cache_teacher=none"
+            )
         for name in ("prune_heads", "prune_mlp"):
             if not 0 <= getattr(self, name) < 1:
                 raise CompressError(name, f"{getattr(self, name)!r} is outside [0, 1)")

@@ -19,7 +19,9 @@ def to_examples(data, tokenizer=None, max_length: int = 128) -> list[dict]:
         raise CompressError("data", "the distillation data set is empty", "give at least one example")
     if isinstance(data[0], str):
         if tokenizer is None:
-            raise CompressError("tokenizer", "text data needs a tokenizer", "pass tokenizer=... (CLI: from the student)")
+            raise CompressError(
+                "tokenizer", "text data needs a tokenizer", "pass tokenizer=... (CLI: from the student)"
+            )
         enc = tokenizer(data, truncation=True, max_length=max_length)
         return [{k: enc[k][i] for k in enc} for i in range(len(data))]
     if not isinstance(data[0], dict):
@@ -30,8 +32,9 @@ def to_examples(data, tokenizer=None, max_length: int = 128) -> list[dict]:
 def collate(examples: list[dict], tokenizer=None) -> dict:
     """Pad token sequences with the tokenizer; stack fixed-size features (images, audio frames)."""
     if tokenizer is not None and "input_ids" in examples[0]:
-        batch = dict(tokenizer.pad([{k: v for k, v in e.items() if k != "labels"} for e in examples],
-                                   return_tensors="pt"))
+        batch = dict(
+            tokenizer.pad([{k: v for k, v in e.items() if k != "labels"} for e in examples], return_tensors="pt")
+        )
         if "labels" in examples[0]:
             batch["labels"] = _pad_labels([e["labels"] for e in examples])
         return batch
@@ -53,7 +56,7 @@ def global_batch(step: int, n_examples: int, global_size: int, seed: int) -> lis
     while len(out) < global_size:
         epoch, offset = divmod(start + len(out), n_examples)
         perm = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        out += perm[offset:offset + global_size - len(out)]
+        out += perm[offset : offset + global_size - len(out)]
     return out
 
 

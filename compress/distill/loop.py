@@ -42,15 +42,21 @@ class DistillResult:
 def _check_pair(student, teacher, cfg: DistillConfig) -> None:
     vs, vt = getattr(student.config, "vocab_size", None), getattr(teacher.config, "vocab_size", None)
     if cfg.logits_weight and vs is not None and vt is not None and vs != vt:
-        raise CompressError("teacher", f"teacher vocabulary ({vt}) differs from the student's ({vs})",
-                            "distil from a teacher with the student's tokenizer, or set logits_weight=0")
+        raise CompressError(
+            "teacher",
+            f"teacher vocabulary ({vt}) differs from the student's ({vs})",
+            "distil from a teacher with the student's tokenizer, or set logits_weight=0",
+        )
     if cfg.layer_map:
         n_s = _num_hidden(student) + 1
         n_t = _num_hidden(teacher) + 1
         for s, t in cfg.layer_map.items():
             if not (0 <= s < n_s and 0 <= t < n_t):
-                raise CompressError("layer_map", f"{s} -> {t} is out of range (student has hidden states 0..{n_s - 1}, "
-                                    f"teacher 0..{n_t - 1})", "index hidden states from 0 = embeddings")
+                raise CompressError(
+                    "layer_map",
+                    f"{s} -> {t} is out of range (student has hidden states 0..{n_s - 1}, teacher 0..{n_t - 1})",
+                    "index hidden states from 0 = embeddings",
+                )
 
 
 def _num_hidden(model) -> int:
@@ -65,9 +71,12 @@ def default_layer_map(student) -> dict[int, int]:
 
     stacks = get_adapter(student).stacks(student)
     if len(stacks) != 1:
-        raise CompressError("layer_map", "hidden-state distillation of encoder-decoder models needs an explicit map",
-                            "set layer_map, or hidden_weight=0")
-    (stack, layers), = stacks.items()
+        raise CompressError(
+            "layer_map",
+            "hidden-state distillation of encoder-decoder models needs an explicit map",
+            "set layer_map, or hidden_weight=0",
+        )
+    ((stack, layers),) = stacks.items()
     origins = layer_origins(get_record(student.config), stack, len(layers))
     return {0: 0, **{i + 1: o + 1 for i, o in enumerate(origins)}}
 
@@ -98,8 +107,10 @@ class _Distiller:
         student.train()
         decay = [p for n, p in student.named_parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for n, p in student.named_parameters() if p.requires_grad and p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.cfg.lr)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg.lr,
+        )
         self.student, self.optimizer = self.acc.prepare(student, opt)
 
     def unwrapped(self) -> nn.Module:
@@ -110,7 +121,7 @@ class _Distiller:
         n_proc, rank = self.acc.num_processes, self.acc.process_index
         idx = global_batch(micro_step, len(self.examples), self.cfg.batch_size * n_proc, self.cfg.seed)
         if not whole:
-            idx = idx[rank * self.cfg.batch_size:(rank + 1) * self.cfg.batch_size]
+            idx = idx[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size]
         b = collate([self.examples[i] for i in idx], self.tokenizer)
         return {k: v.to(self.acc.device) for k, v in b.items()}, idx
 
@@ -164,29 +175,41 @@ class _Distiller:
                 vals, idx = cached["values"], cached["indices"]
                 if t is not None:
                     vals, idx = vals[:, :t], idx[:, :t]
-                terms["logits"] = losses.kl_topk(out_s.logits, vals.to(out_s.logits.device),
-                                                 idx.to(out_s.logits.device), cfg.temperature, mask)
+                terms["logits"] = losses.kl_topk(
+                    out_s.logits, vals.to(out_s.logits.device), idx.to(out_s.logits.device), cfg.temperature, mask
+                )
             else:
                 if out_s.logits.shape != out_t.logits.shape:
-                    raise CompressError("teacher", f"teacher logits {tuple(out_t.logits.shape)} do not match the "
-                                        f"student's {tuple(out_s.logits.shape)}",
-                                        "use a teacher with the student's tokenizer and task head, or logits_weight=0")
+                    raise CompressError(
+                        "teacher",
+                        f"teacher logits {tuple(out_t.logits.shape)} do not match the "
+                        f"student's {tuple(out_s.logits.shape)}",
+                        "use a teacher with the student's tokenizer and task head, or logits_weight=0",
+                    )
                 terms["logits"] = losses.kl_logits(out_s.logits, out_t.logits, cfg.temperature, mask)
         if cfg.task_weight:
             if getattr(out_s, "loss", None) is None:
-                raise CompressError("task_weight", "batches carry no labels, so there is no task loss",
-                                    "add labels to the data or set task_weight=0")
+                raise CompressError(
+                    "task_weight",
+                    "batches carry no labels, so there is no task loss",
+                    "add labels to the data or set task_weight=0",
+                )
             terms["task"] = out_s.loss
         if cfg.hidden_weight:
             hm = b.get("attention_mask") if b.get("attention_mask") is not None and not self.seq2seq else None
             terms["hidden"] = sum(
                 losses.hidden_loss(out_s.hidden_states[s], out_t.hidden_states[t], cfg.hidden_loss, hm)
-                for s, t in self.layer_map.items()) / len(self.layer_map)
+                for s, t in self.layer_map.items()
+            ) / len(self.layer_map)
         if cfg.embedding_weight:
             target = cached["embedding"].to(self.acc.device) if cached is not None else self._embedding(out_t, b)
             terms["embedding"] = losses.embedding_loss(self._embedding(out_s, b), target)
-        weights = {"logits": cfg.logits_weight, "task": cfg.task_weight, "hidden": cfg.hidden_weight,
-                   "embedding": cfg.embedding_weight}
+        weights = {
+            "logits": cfg.logits_weight,
+            "task": cfg.task_weight,
+            "hidden": cfg.hidden_weight,
+            "embedding": cfg.embedding_weight,
+        }
         total = sum(weights[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -219,11 +242,18 @@ class _Distiller:
         inc_h, inc_m = max(0.0, min(inc_h, 0.99)), max(0.0, min(inc_m, 0.99))
         if inc_h < 1e-9 and inc_m < 1e-9:
             return None
-        calibration = [{k: v for k, v in self.batch(micro_step + i, whole=True)[0].items() if k != "labels"}
-                       for i in range(2)]  # the same batches on every process: identical plans everywhere
+        calibration = [
+            {k: v for k, v in self.batch(micro_step + i, whole=True)[0].items() if k != "labels"} for i in range(2)
+        ]  # the same batches on every process: identical plans everywhere
         model.eval()
-        prune(model, heads=inc_h, mlp=inc_m, criterion=cfg.prune_criterion, layout=cfg.prune_layout,
-              calibration=calibration)
+        prune(
+            model,
+            heads=inc_h,
+            mlp=inc_m,
+            criterion=cfg.prune_criterion,
+            layout=cfg.prune_layout,
+            calibration=calibration,
+        )
         self._wrap(model, old=(self.student, self.optimizer))
         return {"heads": _units(model)[0], "neurons": _units(model)[1], "params": count_params(model)}
 
@@ -254,14 +284,27 @@ def _units(model) -> tuple[int, int]:
 def make_accelerator(cfg: DistillConfig) -> Accelerator:
     """An Accelerator for `cfg`. Without CUDA it must be told `cpu=True`: only then does a multi-process launch
     (`accelerate launch --multi_gpu --num_processes N`) become a real gloo MULTI_CPU run instead of N lone copies."""
-    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.grad_accum,
-                       mixed_precision=cfg.mixed_precision,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
 
 
-def distill(student: nn.Module, teacher: nn.Module, data, config: DistillConfig | None = None, *,
-            tokenizer=None, output_dir: str | Path | None = None, resume: bool = False, max_length: int = 128,
-            accelerator: Accelerator | None = None, **overrides) -> DistillResult:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    data,
+    config: DistillConfig | None = None,
+    *,
+    tokenizer=None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    max_length: int = 128,
+    accelerator: Accelerator | None = None,
+    **overrides,
+) -> DistillResult:
     """Distil `teacher` into `student` (in place). `data`: texts (with `tokenizer`) or per-example feature dicts.
 
     With `output_dir`: checkpoints under `output_dir/checkpoints`, the loss curve in `output_dir/loss_curve.json`,
@@ -273,20 +316,23 @@ def distill(student: nn.Module, teacher: nn.Module, data, config: DistillConfig 
     examples = to_examples(data, tokenizer, max_length)
     output_dir = Path(output_dir) if output_dir is not None else None
     if resume and (output_dir is None or not (output_dir / "checkpoints" / "latest.json").exists()):
-        raise CompressError("resume", f"no checkpoint found under {output_dir}/checkpoints",
-                            "run without --resume first, or point --output at the interrupted run")
+        raise CompressError(
+            "resume",
+            f"no checkpoint found under {output_dir}/checkpoints",
+            "run without --resume first, or point --output at the interrupted run",
+        )
     acc = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
     d = _Distiller(student, teacher, examples, cfg, tokenizer, output_dir, acc)
-    step, curve = 0, []
+    start, curve = 0, []
     if resume:
         state = json.loads((output_dir / "checkpoints" / "latest.json").read_text())
         d.restore_shape(state.get("record"))
         acc.load_state(str(output_dir / "checkpoints" / state["dir"]))
-        step, curve = state["step"], state["curve"]
+        start, curve = state["step"], state["curve"]
     d.build_cache()
 
-    for step in track(range(step, cfg.steps), description="distilling", total=cfg.steps - step):
+    for step in track(range(start, cfg.steps), description="distilling", total=cfg.steps - start):
         for g in d.optimizer.param_groups:
             g["lr"] = _lr(step, cfg)
         parts_sum: dict[str, float] = {}
@@ -348,4 +394,3 @@ def _checkpoint(d: _Distiller, output_dir: Path, step: int, curve: list[dict]) -
 def _previous(ckpt: Path, name: str) -> str | None:
     older = sorted(p.name for p in ckpt.glob("step-*") if p.name < name)
     return older[-1] if older else None
-

@@ -22,8 +22,13 @@ def kl_logits(student: torch.Tensor, teacher: torch.Tensor, temperature: float, 
     return _masked_mean(kl, mask) * t * t
 
 
-def kl_topk(student: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor, temperature: float,
-            mask: torch.Tensor | None = None):
+def kl_topk(
+    student: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+):
     """KL on the teacher's top-k logits only (renormalised over those k): the cached form, memory O(k)."""
     t = temperature
     log_p_s = F.log_softmax(student.float() / t, dim=-1).gather(-1, top_indices.long())

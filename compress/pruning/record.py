@@ -126,8 +126,10 @@ def plan_to_match(model: nn.Module, target: dict):
         for role, site in adapter.attentions(layer).items():
             key = attention_key(stack, orig, role)
             want = target.get("heads", {}).get(key)
-            have = current.get("heads", {}).get(key) or {"q": list(range(site.num_heads)),
-                                                         "kv": list(range(site.num_kv_heads))}
+            have = current.get("heads", {}).get(key) or {
+                "q": list(range(site.num_heads)),
+                "kv": list(range(site.num_kv_heads)),
+            }
             if want is not None and want["q"] != have["q"]:
                 plan.heads[attention_key(stack, pos, role)] = [have["q"].index(h) for h in want["q"]]
                 if site.is_gqa:

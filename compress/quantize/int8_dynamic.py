@@ -1,0 +1,149 @@
+"""int8-dynamic: int8 weights (symmetric, one scale per output channel) with activations quantized on the fly, for CPU.
+
+The checkpoint holds each quantized layer as `weight` (int8, out x in), `weight_scale` (fp32, out) and `bias`, so a
+layer takes a quarter of its fp32 bytes on disk and in memory. Two kernels, chosen by `granularity`:
+
+    per-token   one activation scale per token (row); `torch._int_mm` + an fp32 epilogue.   More accurate.
+    per-tensor  one activation scale per call; torch's fused dynamic-quantized linear        Faster on CPU.
+                (fbgemm / oneDNN), prepacked from the int8 weight on first use.
+
+`compress.load` rebuilds the `Int8Linear` layers from `config.compress["quantization"]["modules"]` before the weights
+load (see `rebuild`), so the reloaded model computes exactly what the in-memory one did.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..errors import CompressError
+from .registry import Method, register_method
+from .targets import Targets, select_linears
+
+GRANULARITIES = ("per-token", "per-tensor")
+
+
+@dataclass
+class Int8DynamicConfig(Targets):
+    granularity: str = "per-token"  # activation scale per token (accurate) or per call (fused kernel, faster)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.granularity not in GRANULARITIES:
+            raise CompressError(
+                "granularity", f"unknown granularity {self.granularity!r}", f"use one of {', '.join(GRANULARITIES)}"
+            )
+        if self.granularity == "per-tensor" and not {"x86", "fbgemm", "onednn"} & set(
+            torch.backends.quantized.supported_engines
+        ):
+            raise CompressError(
+                "granularity", "per-tensor needs torch's x86 quantized engine (fbgemm / oneDNN)", "use per-token"
+            )
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, in) float -> int8 (out, in), fp32 scale (out,); symmetric, per output channel."""
+    scale = weight.detach().abs().amax(dim=1).float().clamp(min=1e-12) / 127
+    q = torch.round(weight.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def _identity(t: torch.Tensor | None) -> tuple | None:
+    """Changes when a tensor is replaced or written in place, so a stale prepacked weight is never used."""
+    if t is None:
+        return None
+    return (t.data_ptr(), 0 if t.is_inference() else t._version)
+
+
+def _fused_reduce_range() -> bool:
+    # Without VNNI, fbgemm's int16 accumulation can saturate on full-range activations; torch advises 7 bits there.
+    return not torch.cpu._is_vnni_supported()
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T + b with W stored as int8 + per-channel scales; activations quantized per call."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, granularity: str = "per-token"):
+        super().__init__()
+        self.in_features, self.out_features, self.granularity = in_features, out_features, granularity
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self._packed = None  # (key of the tensors it was built from, prepacked weight), built lazily for per-tensor
+
+    @classmethod
+    def from_float(cls, module: nn.Module, granularity: str) -> Int8Linear:
+        weight = module.weight.t() if isinstance(module, Conv1D) else module.weight  # Conv1D stores (in, out)
+        q, scale = quantize_weight(weight)
+        layer = cls(q.shape[1], q.shape[0], module.bias is not None, granularity)
+        layer.weight.copy_(q)
+        layer.weight_scale.copy_(scale)
+        if module.bias is not None:
+            layer.bias.copy_(module.bias.detach().float())
+        return layer
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, granularity={self.granularity}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape, dtype = x.shape, x.dtype
+        x = x.reshape(-1, shape[-1]).float()  # (tokens, in)
+        y = self._per_tensor(x) if self.granularity == "per-tensor" else self._per_token(x)
+        return y.reshape(*shape[:-1], self.out_features).to(dtype)
+
+    def _per_token(self, x: torch.Tensor) -> torch.Tensor:
+        amax = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)  # (tokens, 1)
+        xq = (x * (127 / amax)).round_().to(torch.int8)
+        y = torch._int_mm(xq, self.weight.t()).float()  # (tokens, out) int32 -> fp32
+        y.mul_(amax / 127).mul_(self.weight_scale)
+        return y.add_(self.bias) if self.bias is not None else y
+
+    def _per_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(_identity(t) for t in (self.weight, self.weight_scale, self.bias))
+        if self._packed is None or self._packed[0] != key:
+            with warnings.catch_warnings():  # qint8 tensor creation is deprecated, the packed kernel is not
+                warnings.simplefilter("ignore", UserWarning)
+                qweight = torch._make_per_channel_quantized_tensor(
+                    self.weight, self.weight_scale.double(), torch.zeros(self.out_features, dtype=torch.long), 0
+                )
+            self._packed = (key, torch.ops.quantized.linear_prepack(qweight, self.bias))
+        return torch.ops.quantized.linear_dynamic(x, self._packed[1], _fused_reduce_range())
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]:
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise CompressError("method", "int8-dynamic runs on CPU only", "move the model to CPU or use bnb-int8 on GPU")
+    names, kept = select_linears(model, config)
+    with torch.no_grad():
+        for name in names:
+            _set_module(model, name, Int8Linear.from_float(model.get_submodule(name), config.granularity))
+    return model, {"modules": names, "kept": sorted(kept)}
+
+
+def rebuild(model: nn.Module, entry: dict) -> None:
+    """Swap the recorded layers of a freshly built model (usually on the meta device) for empty `Int8Linear`s."""
+    granularity = entry.get("options", {}).get("granularity", "per-token")
+    for name in entry["modules"]:
+        old = model.get_submodule(name)
+        if isinstance(old, Conv1D):
+            in_f, out_f = old.nx, old.nf
+        else:
+            in_f, out_f = old.in_features, old.out_features
+        device = old.weight.device
+        with torch.device(device):
+            _set_module(model, name, Int8Linear(in_f, out_f, old.bias is not None, granularity))
+
+
+register_method(
+    Method("int8-dynamic", "int8 weights per channel, activations quantized per call (CPU)", Int8DynamicConfig,
+           apply, rebuild=rebuild)
+)  # fmt: skip

@@ -1,0 +1,62 @@
+"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split, batched."""
+
+from __future__ import annotations
+
+from ..errors import CompressError
+from .schema import DataSpec
+
+BUILTIN = {"rotten-tomatoes"}
+
+
+def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
+    """{split: [{"text": ..., "label": ...}]}"""
+    if spec.source == "rotten-tomatoes":
+        from ..assets import rotten_tomatoes
+
+        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in rotten_tomatoes().items()}
+    import datasets
+
+    try:
+        if spec.files:
+            ds = datasets.load_dataset(spec.source, data_files=spec.files)
+        else:
+            ds = datasets.load_dataset(spec.source, spec.subset)
+    except Exception as e:  # datasets raises many types (FileNotFound, ConnectionError, DatasetNotFound...)
+        raise CompressError(
+            "data.source",
+            f"cannot load {spec.source!r} ({type(e).__name__}: {str(e)[:120]})",
+            f"use a built-in asset ({', '.join(sorted(BUILTIN))}) or local `files`",
+        ) from None
+    out = {}
+    for split in ds:
+        cols = ds[split].column_names
+        if spec.text_column not in cols:
+            raise CompressError(
+                "data.text_column", f"split {split!r} has no column {spec.text_column!r}", f"columns: {cols}"
+            )
+        labels = ds[split][spec.label_column] if spec.label_column in cols else [None] * len(ds[split])
+        out[split] = [{"text": t, "label": y} for t, y in zip(ds[split][spec.text_column], labels)]
+    return out
+
+
+def split(rows: dict[str, list[dict]], name: str, limit: int = 0) -> list[dict]:
+    if name not in rows:
+        raise CompressError("data", f"no split {name!r} (have {sorted(rows)})", "set data.train_split / eval_split")
+    return rows[name][:limit] if limit else rows[name]
+
+
+def batches(tokenizer, rows: list[dict], batch_size: int, max_length: int, with_labels: bool) -> list[dict]:
+    out = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        b = dict(
+            tokenizer(
+                [r["text"] for r in chunk], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+        )
+        if with_labels:
+            import torch
+
+            b["labels"] = torch.tensor([int(r["label"]) for r in chunk])
+        out.append(b)
+    return out

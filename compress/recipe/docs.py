@@ -1,0 +1,51 @@
+"""Generate the recipe reference (docs/recipe.md) from the schema: `python -m compress.recipe.docs > docs/recipe.md`."""
+
+from __future__ import annotations
+
+from .schema import DataSpec, DistillStage, EvaluateStage, PruneStage, PushStage, QuantizeStage, Recipe
+
+
+def _table(model) -> list[str]:
+    lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for name, f in model.model_fields.items():
+        if name == "type":
+            continue
+        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        cells = [f"`{name}`", kind, default, f.description or ""]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
+def render() -> str:
+    out = (
+        [
+            "# Recipe reference",
+            "",
+            "Generated from `compress/recipe/schema.py`; do not edit by hand.",
+            "",
+            "A recipe is a YAML mapping. Unknown keys are errors. Stages run in order; each is written as",
+            "`- <type>: {fields}`. Rules across stages: only `evaluate` and `push` may follow `quantize`;",
+            "`push` is last.",
+            "Override any field from the command line: `compress run r.yaml --output out --set stages.1.steps=200`.",
+            "",
+            "## Top level",
+            "",
+        ]
+        + _table(Recipe)
+        + ["", "## `data`", ""]
+        + _table(DataSpec)
+    )
+    for title, model in (
+        ("prune", PruneStage),
+        ("distill", DistillStage),
+        ("quantize", QuantizeStage),
+        ("evaluate", EvaluateStage),
+        ("push", PushStage),
+    ):
+        out += ["", f"## Stage `{title}`", ""] + _table(model)
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

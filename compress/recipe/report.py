@@ -1,0 +1,170 @@
+"""Reports of a recipe run (report.json, report.md, pareto.png) and the model card of its final model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import __version__
+from ..evaluate.tasks import HIGHER_IS_BETTER
+
+
+def _evaluation(run) -> dict | None:
+    evals = [r for r in run.results if r["kind"] == "evaluate"]
+    return evals[-1]["summary"] if evals else None
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and abs(v) >= 10_000:
+        return f"{v:,}"
+    return str(v)
+
+
+def metrics_table(evaluation: dict) -> str:
+    rows = evaluation["rows"]
+    skip = {"name", "generation"} | {k for k in rows[-1] if k.startswith("dense_latency")}
+    cols = ["name"] + [k for k in rows[-1] if k not in skip]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(run) -> None:
+    out = run.output
+    evaluation = _evaluation(run)
+    report = {
+        "recipe": run.recipe.model_dump(mode="json"),
+        "compress_version": __version__,
+        "stages": run.results,
+        "evaluation": evaluation,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    md = [
+        f"# {run.recipe.name}",
+        "",
+        f"model `{run.recipe.model}`, task `{run.recipe.task}`",
+        "",
+        "## Stages",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+    ]
+    md += [f"| {r['stage']} | {r['seconds']} |" for r in run.results]
+    if evaluation:
+        md += [
+            "",
+            "## Quality and efficiency (speed-up = dense latency / model latency, measured side by side)",
+            "",
+            metrics_table(evaluation),
+        ]
+        gens = [(r["name"], r["generation"]) for r in evaluation["rows"] if "generation" in r]
+        if gens:
+            md += ["", "## Generation sample", ""] + [f"- **{n}**: {g!r}" for n, g in gens]
+        _pareto(evaluation, out / "pareto.png")
+        md += ["", "![quality vs speed-up](pareto.png)"]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+
+
+def _pareto(evaluation: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = evaluation["primary_metric"]
+    rows = [r for r in evaluation["rows"] if r.get(metric) is not None]
+    speed_key = next((k for k in rows[0] if k.startswith("speedup_b")), None)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    xs = [r.get(speed_key, 1.0) for r in rows]
+    ys = [r[metric] for r in rows]
+    ax.plot(xs, ys, color="lightgray", zorder=1)
+    for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
+        ax.scatter([x], [y], s=60, zorder=2)
+        # staggered offsets keep labels of coinciding points (e.g. a stage that changed nothing) readable
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(7, 6 - 12 * (i % 3)), fontsize=9)
+    ax.set_xlabel(f"speed-up vs dense ({speed_key.replace('speedup_b', 'batch ')})" if speed_key else "speed-up")
+    better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
+    ax.set_ylabel(f"{metric} ({better} is better)")
+    ax.set_title("quality vs latency: dense and every stage")
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_model_card(folder: Path, run) -> None:
+    """README.md with Hub metadata: base model, licence, recipe, metrics, how to load."""
+    from .runner import _yaml_form
+
+    import yaml
+
+    recipe = run.recipe
+    config = json.loads((folder / "config.json").read_text())
+    plain = (config.get("compress") or {}).get("plain_loadable", True)
+    meta = {
+        "base_model": recipe.model,
+        "library_name": "transformers",
+        "tags": ["compress"]
+        + [
+            {"prune": "pruned", "distill": "distilled", "quantize": "quantized"}[s.type]
+            for s in recipe.stages
+            if s.type in ("prune", "distill", "quantize")
+        ],
+        "pipeline_tag": _pipeline(recipe.task),
+    }
+    if recipe.license:
+        meta["license"] = recipe.license
+    evaluation = _evaluation(run)
+    arch = (config.get("architectures") or ["AutoModel"])[0]
+    where = "path/to/this/folder-or-hub-repo"
+    load = (
+        f'from transformers import {arch}\nmodel = {arch}.from_pretrained("{where}")'
+        if plain
+        else f'import compress  # pip install compress\nmodel = compress.load("{where}")  '
+        "# per-layer widths or quantized layers: plain from_pretrained cannot rebuild them"
+    )
+    text = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {recipe.name}",
+        "",
+        f"`{recipe.model}` compressed with compress {__version__} for `{recipe.task}`: "
+        + ", ".join(s.type for s in recipe.stages)
+        + ".",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        load,
+        "```",
+        "",
+        "## Recipe",
+        "",
+        "```yaml",
+        yaml.safe_dump(_yaml_form(recipe), sort_keys=False).strip(),
+        "```",
+    ]
+    if evaluation:
+        text += ["", "## Metrics", "", metrics_table(evaluation)]
+    if recipe.license:
+        text += ["", f"Licence: {recipe.license} (inherited from the base model)."]
+    (folder / "README.md").write_text("\n".join(text) + "\n")
+
+
+def _pipeline(task: str) -> str:
+    return {
+        "text-classification": "text-classification",
+        "sentence-embedding": "sentence-similarity",
+        "causal-lm": "text-generation",
+        "image-classification": "image-classification",
+        "speech-recognition": "automatic-speech-recognition",
+        "audio-classification": "audio-classification",
+    }[task]

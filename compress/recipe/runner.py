@@ -1,0 +1,198 @@
+"""`compress run RECIPE --output DIR`: run a recipe's stages in order, each written atomically to its own folder.
+
+    DIR/recipe.yaml            the validated recipe (after --set overrides)
+    DIR/01-prune/model         each model-producing stage's output (+ stage.json: key, seconds, summary)
+    DIR/02-distill.run/        distillation checkpoints, so --resume continues an interrupted run
+    DIR/04-evaluate/           metrics of the dense model and of every stage so far
+    DIR/final/                 the finished model with a model card (README.md)
+    DIR/report.json|md, DIR/pareto.png
+
+`--resume` skips stages whose key (a hash of the recipe up to that stage) matches what is on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import transformers
+import yaml
+from rich.console import Console
+
+from .. import assets, io
+from ..errors import CompressError
+from .data import batches, load_rows, split
+from .load import load_recipe
+from .schema import Recipe
+
+MODEL_STAGES = ("prune", "distill", "quantize")
+RUNNABLE_TASKS = ("text-classification", "sentence-embedding", "causal-lm")  # recipes read text data for now
+
+
+class RecipeRun:
+    def __init__(self, recipe: Recipe, output: Path, resume: bool, console: Console):
+        self.recipe, self.output, self.resume, self.console = recipe, output, resume, console
+        self.model_path = assets.resolve_model(recipe.model)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_path)
+        self.model = io.load(self.model_path)
+        self.rows = load_rows(recipe.data)
+        self.results: list[dict] = []
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    def key(self, upto: int) -> str:
+        payload = self.recipe.model_dump(mode="json")
+        payload["stages"] = payload["stages"][: upto + 1]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def stage_dir(self, i: int, kind: str) -> Path:
+        return self.output / f"{i + 1:02d}-{kind}"
+
+    def calibration(self) -> list[dict]:
+        rows = split(self.rows, self.recipe.data.train_split, self.recipe.data.calibration_size)
+        return batches(self.tokenizer, rows, 32, self.recipe.data.max_length, with_labels=False)
+
+    def dense(self):
+        return io.load(self.model_path)
+
+    # -- stages ----------------------------------------------------------------------------------------------------
+    def prune(self, stage) -> dict:
+        from ..pruning.api import prune
+
+        kw = stage.model_dump(exclude={"type"})
+        layers = kw.pop("layers")
+        plan = prune(self.model, layers=int(layers) if layers >= 1 else layers, calibration=self.calibration(), **kw)
+        return plan.summary
+
+    def distill(self, stage, i: int) -> dict:
+        from ..distill import DistillConfig, distill
+
+        teacher_name = stage.teacher or self.recipe.teacher
+        teacher = io.load(assets.resolve_model(teacher_name)) if teacher_name else self.dense()
+        d = self.recipe.data
+        texts = [r["text"] for r in split(self.rows, d.train_split, d.train_size)]
+        run_dir = self.output / f"{i + 1:02d}-distill.run"
+        resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
+        result = distill(
+            self.model,
+            teacher,
+            texts,
+            DistillConfig(**stage.config_kwargs()),
+            tokenizer=self.tokenizer,
+            output_dir=run_dir,
+            resume=resume,
+            max_length=d.max_length,
+        )
+        self.model = result.student
+        return {
+            "first_loss": result.curve[0]["loss"],
+            "last_loss": result.curve[-1]["loss"],
+            "steps": len(result.curve),
+            "run_dir": str(run_dir),
+        }
+
+    def quantize(self, stage) -> dict:
+        from ..quantize import quantize
+
+        self.model = quantize(self.model, method=stage.method, **stage.options)
+        return {"method": stage.method, **stage.options}
+
+    def evaluate(self, stage, i: int) -> dict:
+        from .evaluation import evaluate_models
+
+        candidates = {r["stage"]: Path(r["dir"]) / "model" for r in self.results if r["kind"] in MODEL_STAGES}
+        return evaluate_models(self, stage, candidates)
+
+    def push(self, stage) -> dict:
+        from ..hub import push_folder
+
+        url = push_folder(self.output / "final", stage.repo, private=stage.private)
+        return {"repo": stage.repo, "url": url}
+
+    # -- driver ----------------------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        stages = self.recipe.stages
+        for i, stage in enumerate(stages):
+            sdir, key = self.stage_dir(i, stage.type), self.key(i)
+            done = sdir / "stage.json"
+            if self.resume and done.exists() and json.loads(done.read_text())["key"] == key:
+                record = json.loads(done.read_text())
+                if stage.type in MODEL_STAGES:
+                    self.model = io.load(sdir / "model")
+                self.results.append(record)
+                self.console.print(f"[{i + 1}/{len(stages)}] {stage.type}: done earlier, skipped")
+                continue
+            self.console.print(f"[{i + 1}/{len(stages)}] {stage.type} ...")
+            t0 = time.perf_counter()
+            if stage.type == "push":
+                self.finish()
+            summary = (
+                self.distill(stage, i)
+                if stage.type == "distill"
+                else self.evaluate(stage, i)
+                if stage.type == "evaluate"
+                else getattr(self, stage.type)(stage)
+            )
+            record = {
+                "stage": sdir.name,
+                "kind": stage.type,
+                "key": key,
+                "dir": str(sdir),
+                "seconds": round(time.perf_counter() - t0, 2),
+                "summary": summary,
+            }
+            with io.atomic_dir(sdir, overwrite=True) as tmp:
+                if stage.type in MODEL_STAGES:
+                    io.save(self.model, tmp / "model", tokenizer=self.tokenizer)
+                (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
+            self.results.append(record)
+        self.finish()
+        return self.results
+
+    def finish(self) -> None:
+        from .report import write_model_card, write_reports
+
+        last = [r for r in self.results if r["kind"] in MODEL_STAGES]
+        source = Path(last[-1]["dir"]) / "model" if last else None
+        if source is not None:
+            with io.atomic_dir(self.output / "final", overwrite=True) as tmp:
+                shutil.copytree(source, tmp, dirs_exist_ok=True)
+                write_model_card(tmp, self)
+        write_reports(self)
+
+
+def run_recipe(
+    path: str | Path,
+    output: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: list[str] = (),
+    console: Console | None = None,
+) -> list[dict]:
+    console = console or Console()
+    recipe = load_recipe(path, overrides)  # fails before anything is written
+    if recipe.task not in RUNNABLE_TASKS:
+        raise CompressError(
+            "task",
+            f"recipes cannot run {recipe.task!r} yet (they read text data)",
+            f"use one of {', '.join(RUNNABLE_TASKS)}, or the Python API for images and audio",
+        )
+    output = Path(output)
+    if output.exists() and not (resume or overwrite):
+        raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
+    if resume and not output.exists():
+        raise CompressError("resume", f"{output} does not exist", "run without --resume first")
+    if overwrite and not resume and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "recipe.yaml").write_text(yaml.safe_dump(_yaml_form(recipe), sort_keys=False))
+    return RecipeRun(recipe, output, resume, console).run()
+
+
+def _yaml_form(recipe: Recipe) -> dict:
+    data = recipe.model_dump(mode="json", exclude_none=True)
+    data["stages"] = [{s.pop("type"): s} for s in copy.deepcopy(data["stages"])]
+    return data

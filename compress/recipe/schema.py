@@ -1,0 +1,187 @@
+"""The recipe: a YAML file naming a model, its task, data and an ordered list of stages, validated with pydantic.
+
+    name: minilm-embeddings
+    model: minilm-l6                 # hub id, local folder or built-in asset
+    task: sentence-embedding
+    data: {source: rotten-tomatoes}
+    stages:
+      - prune: {heads: 0.5, mlp: 0.5, criterion: activation}
+      - distill: {steps: 200, embedding_weight: 1.0, logits_weight: 0.0}
+      - quantize: {method: int8-dynamic}
+      - evaluate: {}
+
+Unknown keys are rejected; every error names the file, the field path and what is allowed. Each stage is one class
+below; its fields (with their help text) generate `docs/recipe.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from ..distill.config import DistillConfig
+from ..pruning.budget import LAYOUTS
+from ..pruning.importance import CRITERIA
+
+TASKS = (
+    "text-classification",
+    "sentence-embedding",
+    "causal-lm",
+    "image-classification",
+    "speech-recognition",
+    "audio-classification",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(Strict):
+    source: str = Field(
+        description="built-in asset (rotten-tomatoes), a hub dataset id, or a format for local "
+        "`files` (csv, json, parquet, text)"
+    )
+    subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
+    files: dict[str, str] | None = Field(None, description="local files per split, e.g. {train: a.csv, test: b.csv}")
+    text_column: str = Field("text", description="column holding the input text")
+    label_column: str = Field("label", description="column holding the class label (classification tasks)")
+    train_split: str = Field("train", description="split used for calibration, training and distillation")
+    eval_split: str = Field("test", description="split used by `evaluate`")
+    calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
+    train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
+    eval_size: int = Field(512, gt=0, description="examples evaluated")
+    max_length: int = Field(128, gt=0, description="tokens per text")
+
+
+class PruneStage(Strict):
+    type: Literal["prune"] = "prune"
+    heads: float = Field(0.0, ge=0, lt=1, description="fraction of query heads removed")
+    kv_heads: float = Field(0.0, ge=0, lt=1, description="fraction of KV groups removed (grouped-query attention)")
+    mlp: float = Field(0.0, ge=0, lt=1, description="fraction of MLP neurons removed")
+    layers: float = Field(0, ge=0, description="layers removed per stack: a count (>= 1) or a fraction (< 1)")
+    criterion: str = Field("activation", description=f"importance: {', '.join(sorted(CRITERIA))}")
+    layout: str = Field("uniform", description="uniform (same width per layer) or global (ranked across layers)")
+    round_to: int = Field(1, ge=1, description="kept widths are multiples of this (64 for quantization kernels)")
+    protect: list[int | str] = Field(default_factory=list, description="layers left untouched")
+    target_params: int | None = Field(None, gt=0, description="instead of ratios: reach this many parameters")
+    compensate: bool = Field(True, description="fold removed units' mean output into the bias (FLAP)")
+
+    @field_validator("criterion")
+    @classmethod
+    def _criterion(cls, v):
+        if v not in CRITERIA:
+            raise ValueError(f"unknown criterion {v!r}; use one of {', '.join(sorted(CRITERIA))}")
+        return v
+
+    @field_validator("layout")
+    @classmethod
+    def _layout(cls, v):
+        if v not in LAYOUTS:
+            raise ValueError(f"unknown layout {v!r}; use one of {', '.join(LAYOUTS)}")
+        return v
+
+
+def _distill_fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(DistillConfig)
+    out = {}
+    for f in dataclasses.fields(DistillConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = (hints[f.name], Field(default, description=f.metadata.get("help", "")))
+    return out
+
+
+class _DistillBase(Strict):
+    @model_validator(mode="after")
+    def _check(self):
+        DistillConfig(**self.config_kwargs())  # the dataclass's own rules (CompressError is a ValueError)
+        return self
+
+    def config_kwargs(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if k not in ("type", "teacher")}
+
+
+DistillStage = create_model(
+    "DistillStage",
+    __base__=_DistillBase,
+    type=(Literal["distill"], "distill"),
+    teacher=(str | None, Field(None, description="teacher for this stage (default: the recipe's teacher)")),
+    **_distill_fields(),
+)
+DistillStage.__doc__ = "Knowledge distillation from the teacher into the current model (see DistillConfig)."
+
+
+class QuantizeStage(Strict):
+    type: Literal["quantize"] = "quantize"
+    method: str = Field(description="quantization method (`compress quantize --help` lists them)")
+    options: dict[str, Any] = Field(default_factory=dict, description="method options")
+
+    @model_validator(mode="after")
+    def _check(self):
+        from ..quantize import make_config
+
+        make_config(self.method, **self.options)  # unknown method/option, or a backend unusable here
+        return self
+
+
+class EvaluateStage(Strict):
+    type: Literal["evaluate"] = "evaluate"
+    latency_batch_sizes: list[int] = Field([1, 32], description="batch sizes for latency (batch 1) and throughput")
+    repeats: int = Field(7, ge=3, description="timed runs per model (median), dense baseline interleaved")
+    generation_prompt: str | None = Field(None, description="causal LMs: a prompt whose greedy answer is reported")
+
+
+class PushStage(Strict):
+    type: Literal["push"] = "push"
+    repo: str = Field(description="Hub repository, e.g. user/minilm-pruned")
+    private: bool = Field(True, description="create the repository as private")
+
+
+Stage = Annotated[PruneStage | DistillStage | QuantizeStage | EvaluateStage | PushStage, Field(discriminator="type")]
+STAGE_TYPES = ("prune", "distill", "quantize", "evaluate", "push")
+
+
+class Recipe(Strict):
+    name: str = Field(description="short name, used in reports and model cards")
+    model: str = Field(description="hub id, local folder, or built-in asset (minilm-l6)")
+    task: str = Field(description=f"one of {', '.join(TASKS)}")
+    teacher: str | None = Field(None, description="distillation teacher (default: the model before the first stage)")
+    data: DataSpec
+    stages: list[Stage] = Field(min_length=1, description="ordered stages; each item is `- <type>: {fields}`")
+    license: str | None = Field(None, description="licence of the base model, copied into the model card")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_items(cls, values):
+        """`- prune: {...}` (YAML) becomes {"type": "prune", ...}."""
+        if isinstance(values, dict) and isinstance(values.get("stages"), list):
+            stages = []
+            for item in values["stages"]:
+                if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in STAGE_TYPES:
+                    ((kind, body),) = item.items()
+                    item = {"type": kind, **(body or {})} if isinstance(body, dict) else {"type": kind, "_": body}
+                stages.append(item)
+            values = {**values, "stages": stages}
+        return values
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v):
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; use one of {', '.join(TASKS)}")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _cross_stage_rules(cls, stages):
+        kinds = [s.type for s in stages]
+        if "quantize" in kinds:
+            after = [k for k in kinds[kinds.index("quantize") + 1 :] if k not in ("evaluate", "push")]
+            if after:
+                raise ValueError(f"stage {after[0]!r} comes after quantize; only evaluate and push may follow it")
+        if kinds.count("push") > 1 or ("push" in kinds and kinds[-1] != "push"):
+            raise ValueError("push must be the last stage, once")
+        return stages

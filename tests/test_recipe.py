@@ -1,0 +1,188 @@
+"""Recipes: schema round-trip and rejections, overrides, a tiny end-to-end run, reports, resume after interruption."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import compress
+from compress.errors import CompressError
+from compress.recipe.load import load_recipe
+from compress.recipe.runner import run_recipe
+from compress.recipe.schema import Recipe
+from tiny import make, sentences, word_tokenizer
+
+GOOD = {
+    "name": "tiny",
+    "model": "MODEL",
+    "task": "text-classification",
+    "license": "apache-2.0",
+    "data": {
+        "source": "csv",
+        "files": {"train": "TRAIN", "test": "TEST"},
+        "calibration_size": 16,
+        "eval_size": 24,
+        "max_length": 16,
+    },
+    "stages": [
+        {"prune": {"heads": 0.5, "mlp": 0.5, "criterion": "activation"}},
+        {"distill": {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "save_every": 2}},
+        {"quantize": {"method": "int8-dynamic"}},
+        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4]}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def assets_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    model, _ = make("bert")
+    compress.save(model, root / "model", tokenizer=word_tokenizer())
+    for name, seed in (("train", 0), ("test", 1)):
+        rows = ["text,label"] + [f"{s},{i % 2}" for i, s in enumerate(sentences(40, seed))]
+        (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _recipe(assets_dir, tmp_path, **changes) -> str:
+    text = json.dumps({**GOOD, **changes}).replace("MODEL", str(assets_dir / "model"))
+    text = text.replace("TRAIN", str(assets_dir / "train.csv")).replace("TEST", str(assets_dir / "test.csv"))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(json.loads(text), sort_keys=False))
+    return path
+
+
+def test_end_to_end_reports_card_and_resume(assets_dir, tmp_path, monkeypatch):
+    recipe = _recipe(assets_dir, tmp_path)
+    out = tmp_path / "run"
+    results = run_recipe(recipe, out)
+    assert [r["stage"] for r in results] == ["01-prune", "02-distill", "03-quantize", "04-evaluate"]
+    report = json.loads((out / "report.json").read_text())
+    rows = report["evaluation"]["rows"]
+    assert [r["name"] for r in rows] == ["dense", "01-prune", "02-distill", "03-quantize"]
+    assert all(0 <= r["accuracy"] <= 1 and r["speedup_b1"] > 0 for r in rows)
+    assert rows[1]["params"] < rows[0]["params"] and rows[3]["size_bytes"] < rows[2]["size_bytes"]
+    assert (out / "pareto.png").stat().st_size > 10_000 and "| dense |" in (out / "report.md").read_text()
+    card = (out / "final" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["license"] == "apache-2.0" and meta["pipeline_tag"] == "text-classification"
+    assert "compress.load" in card  # head-pruned BERT needs the plan-aware loader
+    final = compress.load(out / "final")
+    assert final.config.compress["heads"]
+    # resume: everything finished is skipped (stage.json untouched)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("0*/stage.json")}
+    run_recipe(recipe, out, resume=True)
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("0*/stage.json")}
+
+
+def test_resume_after_interruption(assets_dir, tmp_path, monkeypatch):
+    from compress.recipe import evaluation
+
+    recipe = _recipe(assets_dir, tmp_path)
+    out = tmp_path / "run"
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate_models", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, out)
+    assert (out / "03-quantize" / "stage.json").exists() and not (out / "04-evaluate").exists()
+    assert not list(out.glob(".04-evaluate.tmp-*"))
+    stamp = (out / "01-prune" / "stage.json").stat().st_mtime_ns
+    monkeypatch.undo()
+    run_recipe(recipe, out, resume=True)
+    assert (out / "01-prune" / "stage.json").stat().st_mtime_ns == stamp
+    assert (out / "04-evaluate" / "stage.json").exists() and (out / "report.json").exists()
+
+
+def test_set_override(assets_dir, tmp_path):
+    r = load_recipe(_recipe(assets_dir, tmp_path), ["stages.1.steps=7", "data.eval_size=5"])
+    assert r.stages[1].steps == 7 and r.data.eval_size == 5
+
+
+BROKEN = [
+    ({"stages": [{"prune": {"heads": 1.5}}]}, "stages.0.prune.heads"),
+    ({"stages": [{"prune": {"hedas": 0.5}}]}, "stages.0.prune.hedas"),
+    ({"stages": [{"distill": {"steps": 0}}]}, "stages.0.distill"),
+    ({"stages": [{"prune": {"criterion": "vibes"}}]}, "stages.0.prune.criterion"),
+    ({"stages": [{"sparsify": {}}]}, "stages.0"),
+    ({"stages": []}, "stages"),
+    ({"task": "dancing"}, "task"),
+    ({"modle": "x"}, "modle"),
+    ({"data": {"source": "csv", "eval_size": 0}}, "data.eval_size"),
+    ({"stages": [{"quantize": {"method": "int8-dynamic"}}, {"prune": {"heads": 0.5}}]}, "stages"),
+    ({"stages": [{"push": {"repo": "a/b"}}, {"evaluate": {}}]}, "stages"),
+]
+
+
+@pytest.mark.parametrize("change,where", BROKEN)
+def test_broken_recipes_name_file_and_field(assets_dir, tmp_path, change, where):
+    with pytest.raises(CompressError) as e:
+        load_recipe(_recipe(assets_dir, tmp_path, **change))
+    assert str(e.value).startswith(f"`recipe.yaml: {where}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=4
+    )
+)
+def test_random_junk_is_rejected_cleanly(junk):
+    raw = {**GOOD, "stages": [{"prune": {**junk}}]}
+    try:
+        Recipe.model_validate(raw)
+    except Exception as e:  # pydantic ValidationError (a ValueError) — never an unrelated crash
+        assert isinstance(e, ValueError)
+    raw2 = {**GOOD, **{k: v for k, v in junk.items() if k not in GOOD}}
+    if set(raw2) != set(GOOD):
+        with pytest.raises(ValueError):
+            Recipe.model_validate(raw2)
+
+
+def test_round_trip(assets_dir, tmp_path):
+    from compress.recipe.runner import _yaml_form
+
+    r = load_recipe(_recipe(assets_dir, tmp_path))
+    again = Recipe.model_validate(yaml.safe_load(yaml.safe_dump(_yaml_form(r))))
+    assert again == r
+
+
+def test_cli_bad_recipe_exit_2_nothing_written(assets_dir, tmp_path):
+    bad = _recipe(assets_dir, tmp_path, stages=[{"prune": {"heads": 2}}])
+    r = subprocess.run(
+        [sys.executable, "-m", "compress.cli", "run", str(bad), "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 2 and "stages.0.prune.heads" in r.stderr and "recipe.yaml" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_reference_docs_are_current():
+    from pathlib import Path
+
+    from compress.recipe.docs import render
+
+    docs = Path(__file__).parents[1] / "docs" / "recipe.md"
+    assert docs.read_text() == render(), "regenerate with: python -m compress.recipe.docs > docs/recipe.md"
+
+
+def test_shipped_recipes_and_templates_validate():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        load_recipe(f)
+
+
+def test_quantize_stage_validated_early(assets_dir, tmp_path):
+    with pytest.raises(CompressError, match="stages.1.quantize.*unknown quantization method"):
+        load_recipe(_recipe(assets_dir, tmp_path, stages=[{"prune": {"mlp": 0.5}}, {"quantize": {"method": "int3"}}]))
