@@ -95,7 +95,7 @@ def _weight_scores(model: nn.Module) -> Scores:
                 s.kv_heads[key] = _group_sum(per_q, site.num_kv_heads) + per_kv
             else:
                 s.heads[key] = per_q + per_kv
-            total += float(s.heads[key].sum()) + float(per_kv.sum())
+            total += float(per_q.sum()) + float(per_kv.sum())
         mlp = adapter.mlp(layer)
         per_n = _in_sq(mlp.output) + sum(_out_sq(m) for m in mlp.inputs)
         s.neurons[mlp_key(stack, pos)] = per_n

@@ -36,6 +36,12 @@ TASKS = (
 )
 
 
+def _one_of(kind: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {kind} {value!r}; use one of {', '.join(allowed)}")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -73,16 +79,12 @@ class PruneStage(Strict):
     @field_validator("criterion")
     @classmethod
     def _criterion(cls, v):
-        if v not in CRITERIA:
-            raise ValueError(f"unknown criterion {v!r}; use one of {', '.join(sorted(CRITERIA))}")
-        return v
+        return _one_of("criterion", v, sorted(CRITERIA))
 
     @field_validator("layout")
     @classmethod
     def _layout(cls, v):
-        if v not in LAYOUTS:
-            raise ValueError(f"unknown layout {v!r}; use one of {', '.join(LAYOUTS)}")
-        return v
+        return _one_of("layout", v, LAYOUTS)
 
 
 def _distill_fields() -> dict[str, Any]:
@@ -170,9 +172,7 @@ class Recipe(Strict):
     @field_validator("task")
     @classmethod
     def _task(cls, v):
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; use one of {', '.join(TASKS)}")
-        return v
+        return _one_of("task", v, TASKS)
 
     @field_validator("stages")
     @classmethod
