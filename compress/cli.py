@@ -270,7 +270,7 @@ def run(
 
     run_recipe(recipe, output, resume=resume, overwrite=overwrite, overrides=set_ or [], console=console)
     report = output / "report.md"
-    console.print(report.read_text() if report.exists() else "")
+    console.print(report.read_text() if report.exists() else "", markup=False, highlight=False)
     console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
 
 
