@@ -117,6 +117,7 @@ BROKEN = [
     ({"data": {"source": "csv", "eval_size": 0}}, "data.eval_size"),
     ({"stages": [{"quantize": {"method": "int8-dynamic"}}, {"prune": {"heads": 0.5}}]}, "stages"),
     ({"stages": [{"push": {"repo": "a/b"}}, {"evaluate": {}}]}, "stages"),
+    ({"stages": [{"prune": {"mlp": 0.5}}, {"train": {}}]}, "stages"),
 ]
 
 
@@ -186,3 +187,23 @@ def test_shipped_recipes_and_templates_validate():
 def test_quantize_stage_validated_early(assets_dir, tmp_path):
     with pytest.raises(CompressError, match="stages.1.quantize.*unknown quantization method"):
         load_recipe(_recipe(assets_dir, tmp_path, stages=[{"prune": {"mlp": 0.5}}, {"quantize": {"method": "int3"}}]))
+
+
+def test_train_stage_gives_a_headless_encoder_its_task_head(tmp_path):
+    import transformers as T
+
+    encoder = T.BertModel(make("bert")[0].config)  # no classification head, like all-MiniLM-L6-v2
+    compress.save(encoder, tmp_path / "enc", tokenizer=word_tokenizer())
+    rows = ["text,label"] + [f"{s},{int(s.split()[0][1:]) % 2}" for s in sentences(48)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    recipe = {**GOOD, "model": str(tmp_path / "enc"),
+              "data": {**GOOD["data"], "files": {"train": str(tmp_path / "d.csv"), "test": str(tmp_path / "d.csv")}},
+              "stages": [{"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
+                         {"prune": {"mlp": 0.5}}, {"evaluate": {"repeats": 3, "latency_batch_sizes": [1]}}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    run_recipe(tmp_path / "r.yaml", tmp_path / "out")
+    teacher = compress.load(tmp_path / "out" / "01-train" / "model")
+    assert type(teacher).__name__ == "BertForSequenceClassification"
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["name"] for r in report["evaluation"]["rows"]] == ["dense", "02-prune"]
+    assert report["evaluation"]["rows"][0]["params"] == teacher.num_parameters()

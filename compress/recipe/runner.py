@@ -29,7 +29,7 @@ from .data import batches, load_rows, split
 from .load import load_recipe
 from .schema import Recipe
 
-MODEL_STAGES = ("prune", "distill", "quantize")
+MODEL_STAGES = ("train", "prune", "distill", "quantize")
 RUNNABLE_TASKS = ("text-classification", "sentence-embedding", "causal-lm")  # recipes read text data for now
 
 
@@ -59,6 +59,33 @@ class RecipeRun:
         return io.load(self.model_path)
 
     # -- stages ----------------------------------------------------------------------------------------------------
+    def train(self, stage, i: int) -> dict:
+        """Give the model its task head (if it has none) and train it: the result is the teacher ("dense")."""
+        from ..distill.train import train
+
+        d = self.recipe.data
+        rows = split(self.rows, d.train_split, d.train_size)
+        if self.recipe.task == "text-classification" and not type(self.model).__name__.endswith(
+            "SequenceClassification"
+        ):
+            labels = sorted({int(r["label"]) for r in rows})
+            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                self.model_path, num_labels=stage.num_labels or len(labels)
+            )  # a new, randomly initialised head
+        curve = train(
+            self.model,
+            [r["text"] for r in rows],
+            [int(r["label"]) for r in rows],
+            tokenizer=self.tokenizer,
+            steps=stage.steps,
+            batch_size=stage.batch_size,
+            lr=stage.lr,
+            head_only=stage.head_only,
+            last_layers=stage.last_layers,
+            max_length=d.max_length,
+        )
+        return {"first_loss": curve[0]["loss"], "last_loss": sum(c["loss"] for c in curve[-10:]) / len(curve[-10:])}
+
     def prune(self, stage) -> dict:
         from ..pruning.api import prune
 
@@ -103,7 +130,11 @@ class RecipeRun:
     def evaluate(self, stage, i: int) -> dict:
         from .evaluation import evaluate_models
 
-        candidates = {r["stage"]: Path(r["dir"]) / "model" for r in self.results if r["kind"] in MODEL_STAGES}
+        candidates = {
+            r["stage"]: Path(r["dir"]) / "model"
+            for r in self.results
+            if r["kind"] in MODEL_STAGES and r["kind"] != "train"
+        }  # the trained model is the dense row
         return evaluate_models(self, stage, candidates)
 
     def push(self, stage) -> dict:
@@ -122,6 +153,8 @@ class RecipeRun:
                 record = json.loads(done.read_text())
                 if stage.type in MODEL_STAGES:
                     self.model = io.load(sdir / "model")
+                if stage.type == "train":
+                    self.model_path = str(sdir / "model")
                 self.results.append(record)
                 self.console.print(f"[{i + 1}/{len(stages)}] {stage.type}: done earlier, skipped")
                 continue
@@ -129,13 +162,8 @@ class RecipeRun:
             t0 = time.perf_counter()
             if stage.type == "push":
                 self.finish()
-            summary = (
-                self.distill(stage, i)
-                if stage.type == "distill"
-                else self.evaluate(stage, i)
-                if stage.type == "evaluate"
-                else getattr(self, stage.type)(stage)
-            )
+            run_stage = getattr(self, stage.type)
+            summary = run_stage(stage, i) if stage.type in ("train", "distill", "evaluate") else run_stage(stage)
             record = {
                 "stage": sdir.name,
                 "kind": stage.type,
@@ -149,6 +177,8 @@ class RecipeRun:
                     io.save(self.model, tmp / "model", tokenizer=self.tokenizer)
                 (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
             self.results.append(record)
+            if stage.type == "train":
+                self.model_path = str(sdir / "model")  # the trained model is the teacher / dense baseline from here
         self.finish()
         return self.results
 

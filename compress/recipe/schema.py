@@ -136,14 +136,26 @@ class EvaluateStage(Strict):
     generation_prompt: str | None = Field(None, description="causal LMs: a prompt whose greedy answer is reported")
 
 
+class TrainStage(Strict):
+    type: Literal["train"] = "train"
+    steps: int = Field(200, gt=0, description="optimizer steps on the task loss (trains the teacher; must be first)")
+    batch_size: int = Field(32, gt=0, description="examples per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (warm-up then linear decay)")
+    head_only: bool = Field(True, description="train only layers outside the transformer blocks (pooler, classifier)")
+    last_layers: int = Field(0, ge=0, description="with head_only: also train the last N transformer blocks")
+    num_labels: int | None = Field(None, gt=1, description="classes of a new classification head (default: from data)")
+
+
 class PushStage(Strict):
     type: Literal["push"] = "push"
     repo: str = Field(description="Hub repository, e.g. user/minilm-pruned")
     private: bool = Field(True, description="create the repository as private")
 
 
-Stage = Annotated[PruneStage | DistillStage | QuantizeStage | EvaluateStage | PushStage, Field(discriminator="type")]
-STAGE_TYPES = ("prune", "distill", "quantize", "evaluate", "push")
+Stage = Annotated[
+    TrainStage | PruneStage | DistillStage | QuantizeStage | EvaluateStage | PushStage, Field(discriminator="type")
+]
+STAGE_TYPES = ("train", "prune", "distill", "quantize", "evaluate", "push")
 
 
 class Recipe(Strict):
@@ -182,6 +194,8 @@ class Recipe(Strict):
             after = [k for k in kinds[kinds.index("quantize") + 1 :] if k not in ("evaluate", "push")]
             if after:
                 raise ValueError(f"stage {after[0]!r} comes after quantize; only evaluate and push may follow it")
+        if "train" in kinds and kinds.index("train") != 0:
+            raise ValueError("a train stage must come first: it trains the teacher that later stages compress")
         if kinds.count("push") > 1 or ("push" in kinds and kinds[-1] != "push"):
             raise ValueError("push must be the last stage, once")
         return stages
