@@ -28,10 +28,13 @@ def estimate_macs(model: nn.Module, seq_len: int = 128) -> int:
     from .pruning.record import iter_layers
 
     adapter = get_adapter(model)
-    att = 0
-    for _, _, _, layer in iter_layers(model, adapter):
-        att += sum(2 * seq_len * s.num_heads * s.head_dim for s in adapter.attentions(layer).values())
+    att = sum(attention_macs_per_token(adapter, layer, seq_len) for _, _, _, layer in iter_layers(model, adapter))
     return seq_len * (linear_macs_per_token(model) + att)
+
+
+def attention_macs_per_token(adapter, layer: nn.Module, seq_len: int) -> int:
+    """Scores (q.k) and weighted sum (p.v) of every attention block of one layer: 2 * seq_len * heads * head_dim."""
+    return sum(2 * seq_len * s.num_heads * s.head_dim for s in adapter.attentions(layer).values())
 
 
 def weights_size(folder: str | Path) -> int:

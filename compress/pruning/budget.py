@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import CompressError
 from ..models import get_adapter
 from ..models.base import in_features, out_features
+from ..stats import attention_macs_per_token, linear_macs_per_token
 from .importance import Scores
 from .plan import PruningPlan
 from .record import attention_key, iter_layers, mlp_key
@@ -252,7 +253,7 @@ def plan_cost(model: nn.Module, plan: PruningPlan, seq_len: int = 128) -> tuple[
         if stack in plan.layers and pos not in plan.layers[stack]:
             n = sum(p.numel() for p in layer.parameters())
             params += n
-            macs += seq_len * _layer_macs_per_token(adapter, layer, seq_len)
+            macs += seq_len * (linear_macs_per_token(layer) + attention_macs_per_token(adapter, layer, seq_len))
             continue
         for role, site in adapter.attentions(layer).items():
             key = attention_key(stack, pos, role)
@@ -274,10 +275,3 @@ def plan_cost(model: nn.Module, plan: PruningPlan, seq_len: int = 128) -> tuple[
             params += w + gone * sum(1 for m in mlp.inputs if m.bias is not None)
             macs += seq_len * w
     return params, macs
-
-
-def _layer_macs_per_token(adapter, layer, seq_len: int) -> int:
-    from ..stats import linear_macs_per_token
-
-    att = sum(2 * seq_len * s.num_heads * s.head_dim for s in adapter.attentions(layer).values())
-    return linear_macs_per_token(layer) + att
