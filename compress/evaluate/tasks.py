@@ -1,7 +1,7 @@
 """Quality metrics per task, computed offline with the standard definitions (scikit-learn / plain torch):
 
 - text-classification:  accuracy and macro F1 of argmax logits against labels;
-- sentence-embedding:   cosine similarity of mean-pooled embeddings to the reference (dense) model's;
+- sentence-embedding:   cosine similarity of mean-pooled embeddings to the dense model's (`embeddings.py`);
 - causal-lm:            perplexity = exp(mean next-token negative log-likelihood over all evaluated tokens);
 - image-classification: top-1 and top-5 accuracy.
 
@@ -16,7 +16,6 @@ import math
 import torch
 from torch import nn
 
-from .embeddings import cosine_fidelity, embed
 
 PRIMARY = {
     "text-classification": "accuracy",
@@ -50,11 +49,6 @@ def classification(model: nn.Module, batches: list[dict]) -> dict:
     if batches and model.config.num_labels > 5:
         out["top5_accuracy"] = sum(top5) / len(top5)
     return out
-
-
-@torch.inference_mode()
-def embedding_fidelity(model: nn.Module, batches: list[dict], reference: torch.Tensor) -> dict:
-    return {"cosine_vs_dense": cosine_fidelity(reference, embed(model, batches))}
 
 
 @torch.inference_mode()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+
+from ..data import text_batches
 from ..errors import CompressError
 from .schema import DataSpec
 
@@ -46,17 +49,9 @@ def split(rows: dict[str, list[dict]], name: str, limit: int = 0) -> list[dict]:
 
 
 def batches(tokenizer, rows: list[dict], batch_size: int, max_length: int, with_labels: bool) -> list[dict]:
-    out = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i : i + batch_size]
-        b = dict(
-            tokenizer(
-                [r["text"] for r in chunk], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
-        )
-        if with_labels:
-            import torch
-
-            b["labels"] = torch.tensor([int(r["label"]) for r in chunk])
-        out.append(b)
+    """`text_batches` of the rows' texts, with their integer labels under "labels" when asked."""
+    out = text_batches(tokenizer, [r["text"] for r in rows], batch_size, max_length)
+    if with_labels:
+        for i, b in enumerate(out):
+            b["labels"] = torch.tensor([int(r["label"]) for r in rows[i * batch_size : (i + 1) * batch_size]])
     return out

@@ -11,31 +11,43 @@ import torch
 
 from .. import io
 from ..evaluate import tasks
-from ..evaluate.embeddings import embed
+from ..evaluate.embeddings import cosine_fidelity, embed
 from ..progress import track
 from ..stats import count_params, estimate_macs, latency_side_by_side, weights_size
 from .data import batches, split
+from .runner import RUNNABLE_TASKS
 
 
-def _quality(run, model, dense_embeddings=None, probe=None) -> dict:
-    d, task = run.recipe.data, run.recipe.task
-    rows = split(run.rows, d.eval_split, d.eval_size)
-    labelled = rows and rows[0].get("label") is not None
-    if task == "text-classification":
-        return tasks.classification(model, batches(run.tokenizer, rows, 64, d.max_length, with_labels=True))
-    if task == "sentence-embedding":
-        b = batches(run.tokenizer, rows, 64, d.max_length, with_labels=False)
-        out = tasks.embedding_fidelity(model, b, dense_embeddings)
-        if probe is not None and labelled:
-            out["probe_accuracy"] = float(probe.score(embed(model, b).numpy(), [int(r["label"]) for r in rows]))
+class _EvalSet:
+    """The evaluation split tokenized once, and the dense references (embeddings, probe) computed once."""
+
+    def __init__(self, run, dense, prompt: str | None):
+        d = run.recipe.data
+        self.task, self.tokenizer, self.prompt = run.recipe.task, run.tokenizer, prompt
+        if self.task not in RUNNABLE_TASKS:
+            raise ValueError(f"task {self.task!r} has no evaluation in recipes yet")
+        rows = split(run.rows, d.eval_split, d.eval_size)
+        self.labels = [int(r["label"]) for r in rows] if rows and rows[0].get("label") is not None else None
+        size = 8 if self.task == "causal-lm" else 64
+        self.batches = batches(run.tokenizer, rows, size, d.max_length, self.task == "text-classification")
+        self.dense_emb = self.probe = None
+        if self.task == "sentence-embedding":
+            self.dense_emb = embed(dense, self.batches)
+            self.probe = _probe(run, dense)
+
+    def quality(self, model, embeddings: torch.Tensor | None = None) -> dict:
+        if self.task == "text-classification":
+            return tasks.classification(model, self.batches)
+        if self.task == "sentence-embedding":
+            emb = embed(model, self.batches) if embeddings is None else embeddings
+            out = {"cosine_vs_dense": cosine_fidelity(self.dense_emb, emb)}
+            if self.probe is not None and self.labels is not None:
+                out["probe_accuracy"] = float(self.probe.score(emb.numpy(), self.labels))
+            return out
+        out = tasks.perplexity(model, self.batches)
+        if self.prompt:
+            out["generation"] = tasks.generate_sample(model, self.tokenizer, self.prompt)
         return out
-    if task == "causal-lm":
-        out = tasks.perplexity(model, batches(run.tokenizer, rows, 8, d.max_length, with_labels=False))
-        prompt = getattr(run, "_prompt", None)
-        if prompt:
-            out["generation"] = tasks.generate_sample(model, run.tokenizer, prompt)
-        return out
-    raise ValueError(f"task {task!r} has no evaluation in recipes yet")
 
 
 def _probe(run, dense):
@@ -58,7 +70,6 @@ def _macs(model, seq: int) -> int | None:
 
 
 def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
-    run._prompt = stage.generation_prompt
     d = run.recipe.data
     dense = run.dense()
     texts = [r["text"] for r in split(run.rows, d.eval_split, max(stage.latency_batch_sizes))]
@@ -70,18 +81,14 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         )
         for bs in stage.latency_batch_sizes
     }
-    dense_emb = probe = None
-    if run.recipe.task == "sentence-embedding":
-        rows = split(run.rows, d.eval_split, d.eval_size)
-        dense_emb = embed(dense, batches(run.tokenizer, rows, 64, d.max_length, with_labels=False))
-        probe = _probe(run, dense)
+    evalset = _EvalSet(run, dense, stage.generation_prompt)
     local = Path(run.model_path)
     dense_row = {
         "name": "dense",
         "params": count_params(dense),
         "size_bytes": weights_size(local) if local.exists() else 4 * count_params(dense),
         "macs": _macs(dense, d.max_length),
-        **_quality(run, dense, dense_emb, probe),
+        **evalset.quality(dense, evalset.dense_emb),
     }
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
@@ -97,7 +104,7 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
             "params": params,
             "size_bytes": weights_size(path),
             "macs": macs,
-            **_quality(run, model, dense_emb, probe),
+            **evalset.quality(model),
         }
         for bs, x in shapes.items():
             with torch.inference_mode():
