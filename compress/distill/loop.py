@@ -162,7 +162,9 @@ class _Distiller:
         cfg = self.cfg
         need_hidden = self.needs_hidden or (cfg.embedding_weight > 0 and not self._has_last_hidden())
         out_s = self.student(**self._inputs(b), output_hidden_states=need_hidden)
-        cached = self.cache.get(indices, length=None) if self.cache is not None else None
+        logits = getattr(out_s, "logits", None)
+        length = logits.shape[-2] if logits is not None and logits.dim() == 3 else None  # cache is padded per example
+        cached = self.cache.get(indices, length) if self.cache is not None else None
         out_t = None
         if cached is None:
             with torch.no_grad():
@@ -171,12 +173,9 @@ class _Distiller:
         terms = {}
         if cfg.logits_weight:
             if cached is not None:
-                t = out_s.logits.shape[-2] if out_s.logits.dim() == 3 else None
-                vals, idx = cached["values"], cached["indices"]
-                if t is not None:
-                    vals, idx = vals[:, :t], idx[:, :t]
+                dev = out_s.logits.device
                 terms["logits"] = losses.kl_topk(
-                    out_s.logits, vals.to(out_s.logits.device), idx.to(out_s.logits.device), cfg.temperature, mask
+                    out_s.logits, cached["values"].to(dev), cached["indices"].to(dev), cfg.temperature, mask
                 )
             else:
                 if out_s.logits.shape != out_t.logits.shape:
@@ -196,7 +195,7 @@ class _Distiller:
                 )
             terms["task"] = out_s.loss
         if cfg.hidden_weight:
-            hm = b.get("attention_mask") if b.get("attention_mask") is not None and not self.seq2seq else None
+            hm = None if self.seq2seq else b.get("attention_mask")
             terms["hidden"] = sum(
                 losses.hidden_loss(out_s.hidden_states[s], out_t.hidden_states[t], cfg.hidden_loss, hm)
                 for s, t in self.layer_map.items()
