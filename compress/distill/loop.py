@@ -95,7 +95,7 @@ class _Distiller:
         self.needs_hidden = cfg.hidden_weight > 0
         self.layer_map = (cfg.layer_map or default_layer_map(student)) if self.needs_hidden else {}
         self.seq2seq = getattr(student.config, "is_encoder_decoder", False)
-        self.original = {"params": count_params(student)}
+        self.units0 = _units(student)  # heads and neurons before any gradual pruning: the schedule's reference
         self.cache = None
         self._wrap(student)
 
@@ -232,9 +232,7 @@ class _Distiller:
             return None
         frac = 1 - (1 - step / cfg.prune_steps) ** 3  # cubic: fast early, gentle near the target
         model = self.unwrapped()
-        if not hasattr(self, "_units0"):
-            self._units0 = _units(model)
-        heads0, neurons0 = self._units0
+        heads0, neurons0 = self.units0
         heads, neurons = _units(model)
         inc_h = 1 - round(heads0 * (1 - cfg.prune_heads * frac)) / heads if cfg.prune_heads else 0.0
         inc_m = 1 - round(neurons0 * (1 - cfg.prune_mlp * frac)) / neurons if cfg.prune_mlp else 0.0
@@ -254,7 +252,8 @@ class _Distiller:
             calibration=calibration,
         )
         self._wrap(model, old=(self.student, self.optimizer))
-        return {"heads": _units(model)[0], "neurons": _units(model)[1], "params": count_params(model)}
+        heads, neurons = _units(model)
+        return {"heads": heads, "neurons": neurons, "params": count_params(model)}
 
     def restore_shape(self, record: dict | None) -> None:
         if not record:
@@ -262,7 +261,6 @@ class _Distiller:
         model = self.unwrapped()
         plan = plan_to_match(model, record)
         if plan.heads or plan.neurons:
-            self._units0 = _units(model)
             apply_plan(model, plan)
             model.config.compress["history"] = record.get("history", [])
             self._wrap(model, old=(self.student, self.optimizer))
