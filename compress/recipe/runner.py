@@ -27,6 +27,7 @@ from .. import assets, io
 from ..errors import CompressError
 from .data import batches, load_rows, split
 from .load import load_recipe
+from .report import write_model_card, write_reports
 from .schema import Recipe
 
 MODEL_STAGES = ("train", "prune", "distill", "quantize")
@@ -161,7 +162,7 @@ class RecipeRun:
             self.console.print(f"[{i + 1}/{len(stages)}] {stage.type} ...")
             t0 = time.perf_counter()
             if stage.type == "push":
-                self.finish()
+                self.write_final()  # push uploads DIR/final
             run_stage = getattr(self, stage.type)
             summary = run_stage(stage, i) if stage.type in ("train", "distill", "evaluate") else run_stage(stage)
             record = {
@@ -179,19 +180,18 @@ class RecipeRun:
             self.results.append(record)
             if stage.type == "train":
                 self.model_path = str(sdir / "model")  # the trained model is the teacher / dense baseline from here
-        self.finish()
+        if not (stages[-1].type == "push" and (self.output / "final").exists()):  # push (always last) wrote it
+            self.write_final()
+        write_reports(self)
         return self.results
 
-    def finish(self) -> None:
-        from .report import write_model_card, write_reports
-
+    def write_final(self) -> None:
+        """DIR/final: the last model-producing stage's model, with a model card."""
         last = [r for r in self.results if r["kind"] in MODEL_STAGES]
-        source = Path(last[-1]["dir"]) / "model" if last else None
-        if source is not None:
+        if last:
             with io.atomic_dir(self.output / "final", overwrite=True) as tmp:
-                shutil.copytree(source, tmp, dirs_exist_ok=True)
+                shutil.copytree(Path(last[-1]["dir"]) / "model", tmp, dirs_exist_ok=True)
                 write_model_card(tmp, self)
-        write_reports(self)
 
 
 def run_recipe(
