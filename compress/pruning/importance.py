@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..models import get_adapter
+from ..models.base import in_features
 from ..progress import track
 from .masks import apply_masks, hook_unit_inputs, output_projections
 from .record import attention_key, iter_layers, mlp_key
@@ -163,7 +164,7 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     """One pass over calibration batches collecting mask gradients (taylor/fisher) or activation norms."""
     device = _device(model)
     points = output_projections(model)
-    units = {k: m.weight.shape[1 if isinstance(m, nn.Linear) else 0] // w for k, (m, w) in points.items()}
+    units = {k: in_features(m) // w for k, (m, w) in points.items()}
     acc = {k: torch.zeros(n) for k, n in units.items()}
     sums = {k: torch.zeros(n * points[k][1], dtype=torch.float64) for k, n in units.items()}
     counts = dict.fromkeys(units, 0.0)

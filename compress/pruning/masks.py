@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..models import get_adapter
+from ..models.base import in_features
 from .record import attention_key, iter_layers, mlp_key
 
 
@@ -81,7 +82,7 @@ def keep_masks(model: nn.Module, plan) -> dict[str, torch.Tensor]:
         kept = plan.heads.get(key) if width > 1 else plan.neurons.get(key)
         if kept is None:
             continue
-        units = module.weight.shape[1 if isinstance(module, nn.Linear) else 0] // width
+        units = in_features(module) // width
         m = torch.zeros(units)
         m[list(kept)] = 1.0
         masks[key] = m
