@@ -295,15 +295,11 @@ def assets(
     from . import assets as registry
 
     if action == "list":
-        for key, text in registry.ASSETS.items():
+        for key, text in registry.describe().items():
             console.print(f"{key:18} {text}")
         return
-    if action != "fetch" or name not in registry.ASSETS:
-        raise CompressError(
-            "assets",
-            f"unknown action/asset {action!r} {name!r}",
-            f"use `compress assets list` or `fetch` with one of {', '.join(registry.ASSETS)}",
-        )
+    if action != "fetch" or name is None:
+        raise CompressError("assets", f"unknown action {action!r}", "use `compress assets list` or `fetch NAME`")
     path = registry.fetch(name)
     console.print(f"{name}: {path}")
 

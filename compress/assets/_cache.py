@@ -1,0 +1,52 @@
+"""The user cache that assets are fetched into, and the registry tools (pip / apt-get / npm) that fetch them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import CompressError
+
+
+def cache_dir() -> Path:
+    """$COMPRESS_CACHE or ~/.cache/compress."""
+    return Path(os.environ.get("COMPRESS_CACHE", Path.home() / ".cache" / "compress"))
+
+
+def run_tool(cmd: list[str], install_hint: str, what: str = "asset") -> str:
+    """Run a registry tool; a missing tool or a failure becomes a one-line CompressError naming the fix."""
+    if shutil.which(cmd[0]) is None and cmd[0] != sys.executable:
+        raise CompressError(what, f"`{cmd[0]}` is not installed", install_hint)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        raise CompressError(what, f"`{' '.join(cmd)}` failed: {last}", install_hint)
+    return done.stdout
+
+
+def pip(*args: str) -> None:
+    run_tool([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], "check that PyPI is reachable")
+
+
+def fetched(name: str, fetch) -> Path:
+    """Run `fetch(tmp)` once into cache/name atomically (temp folder, then rename); return the folder."""
+    target = cache_dir() / name
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        fetch(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-done is left in the cache
+        raise
+    (tmp / ".complete").write_text("ok\n")
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
