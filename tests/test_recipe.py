@@ -196,10 +196,16 @@ def test_train_stage_gives_a_headless_encoder_its_task_head(tmp_path):
     compress.save(encoder, tmp_path / "enc", tokenizer=word_tokenizer())
     rows = ["text,label"] + [f"{s},{int(s.split()[0][1:]) % 2}" for s in sentences(48)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-    recipe = {**GOOD, "model": str(tmp_path / "enc"),
-              "data": {**GOOD["data"], "files": {"train": str(tmp_path / "d.csv"), "test": str(tmp_path / "d.csv")}},
-              "stages": [{"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
-                         {"prune": {"mlp": 0.5}}, {"evaluate": {"repeats": 3, "latency_batch_sizes": [1]}}]}
+    recipe = {
+        **GOOD,
+        "model": str(tmp_path / "enc"),
+        "data": {**GOOD["data"], "files": {"train": str(tmp_path / "d.csv"), "test": str(tmp_path / "d.csv")}},
+        "stages": [
+            {"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
+            {"prune": {"mlp": 0.5}},
+            {"evaluate": {"repeats": 3, "latency_batch_sizes": [1]}},
+        ],
+    }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     run_recipe(tmp_path / "r.yaml", tmp_path / "out")
     teacher = compress.load(tmp_path / "out" / "01-train" / "model")
@@ -207,3 +213,33 @@ def test_train_stage_gives_a_headless_encoder_its_task_head(tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [r["name"] for r in report["evaluation"]["rows"]] == ["dense", "02-prune"]
     assert report["evaluation"]["rows"][0]["params"] == teacher.num_parameters()
+
+
+@pytest.mark.parametrize(
+    "family,task,distill,metric",
+    [
+        ("bert-base", "sentence-embedding", {"embedding_weight": 1.0, "logits_weight": 0.0}, "cosine_vs_dense"),
+        ("llama", "causal-lm", {}, "perplexity"),
+    ],
+)
+def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, distill, metric):
+    import transformers as T
+
+    model = T.BertModel(make("bert")[0].config) if family == "bert-base" else make(family)[0]
+    compress.save(model, tmp_path / "m", tokenizer=word_tokenizer())
+    stages = [
+        {"prune": {"heads": 0.5 if task != "causal-lm" else 1 / 3, "mlp": 0.5}},
+        {"distill": {"steps": 3, "batch_size": 4, "warmup_steps": 1, **distill}},
+        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1], "generation_prompt": "w1 w2"}},
+    ]
+    path = _recipe(assets_dir, tmp_path, model=str(tmp_path / "m"), task=task, stages=stages)
+    run_recipe(path, tmp_path / "out")
+    ev = json.loads((tmp_path / "out" / "report.json").read_text())["evaluation"]
+    assert ev["primary_metric"] == metric and [r["name"] for r in ev["rows"]] == ["dense", "01-prune", "02-distill"]
+    dense, pruned = ev["rows"][0], ev["rows"][1]
+    if task == "sentence-embedding":
+        assert dense["cosine_vs_dense"] == pytest.approx(1.0) and 0 < pruned["cosine_vs_dense"] < 1 - 1e-6
+        assert 0 <= pruned["probe_accuracy"] <= 1
+    else:
+        assert ev["higher_is_better"] is False and all(r["perplexity"] > 1 for r in ev["rows"])
+        assert all(isinstance(r["generation"], str) for r in ev["rows"])

@@ -5,8 +5,7 @@
 - causal-lm:            perplexity = exp(mean next-token negative log-likelihood over all evaluated tokens);
 - image-classification: top-1 and top-5 accuracy.
 
-Each function takes a model and prepared batches (dicts of tensors, labels under "labels") and returns a flat dict;
-`primary` names the metric plotted against latency.
+Each function takes a model and prepared batches (dicts of tensors, labels under "labels") and returns a flat dict.
 """
 
 from __future__ import annotations
@@ -15,15 +14,6 @@ import math
 
 import torch
 from torch import nn
-
-
-PRIMARY = {
-    "text-classification": "accuracy",
-    "sentence-embedding": "cosine_vs_dense",
-    "causal-lm": "perplexity",
-    "image-classification": "accuracy",
-}
-HIGHER_IS_BETTER = {"accuracy": True, "cosine_vs_dense": True, "perplexity": False}
 
 
 def _inputs(b: dict) -> dict:

@@ -1,10 +1,7 @@
-"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split, batched."""
+"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split."""
 
 from __future__ import annotations
 
-import torch
-
-from ..data import text_batches
 from ..errors import CompressError
 from .schema import DataSpec
 
@@ -46,12 +43,3 @@ def split(rows: dict[str, list[dict]], name: str, limit: int = 0) -> list[dict]:
     if name not in rows:
         raise CompressError("data", f"no split {name!r} (have {sorted(rows)})", "set data.train_split / eval_split")
     return rows[name][:limit] if limit else rows[name]
-
-
-def batches(tokenizer, rows: list[dict], batch_size: int, max_length: int, with_labels: bool) -> list[dict]:
-    """`text_batches` of the rows' texts, with their integer labels under "labels" when asked."""
-    out = text_batches(tokenizer, [r["text"] for r in rows], batch_size, max_length)
-    if with_labels:
-        for i, b in enumerate(out):
-            b["labels"] = torch.tensor([int(r["label"]) for r in rows[i * batch_size : (i + 1) * batch_size]])
-    return out

@@ -10,56 +10,9 @@ from pathlib import Path
 import torch
 
 from .. import io
-from ..evaluate import tasks
-from ..evaluate.embeddings import cosine_fidelity, embed
 from ..progress import track
 from ..stats import count_params, estimate_macs, latency_side_by_side, weights_size
-from .data import batches, split
-from .runner import RUNNABLE_TASKS
-
-
-class _EvalSet:
-    """The evaluation split tokenized once, and the dense references (embeddings, probe) computed once."""
-
-    def __init__(self, run, dense, prompt: str | None):
-        d = run.recipe.data
-        self.task, self.tokenizer, self.prompt = run.recipe.task, run.tokenizer, prompt
-        if self.task not in RUNNABLE_TASKS:
-            raise ValueError(f"task {self.task!r} has no evaluation in recipes yet")
-        rows = split(run.rows, d.eval_split, d.eval_size)
-        self.labels = [int(r["label"]) for r in rows] if rows and rows[0].get("label") is not None else None
-        size = 8 if self.task == "causal-lm" else 64
-        self.batches = batches(run.tokenizer, rows, size, d.max_length, self.task == "text-classification")
-        self.dense_emb = self.probe = None
-        if self.task == "sentence-embedding":
-            self.dense_emb = embed(dense, self.batches)
-            self.probe = _probe(run, dense)
-
-    def quality(self, model, embeddings: torch.Tensor | None = None) -> dict:
-        if self.task == "text-classification":
-            return tasks.classification(model, self.batches)
-        if self.task == "sentence-embedding":
-            emb = embed(model, self.batches) if embeddings is None else embeddings
-            out = {"cosine_vs_dense": cosine_fidelity(self.dense_emb, emb)}
-            if self.probe is not None and self.labels is not None:
-                out["probe_accuracy"] = float(self.probe.score(emb.numpy(), self.labels))
-            return out
-        out = tasks.perplexity(model, self.batches)
-        if self.prompt:
-            out["generation"] = tasks.generate_sample(model, self.tokenizer, self.prompt)
-        return out
-
-
-def _probe(run, dense):
-    """A logistic-regression classifier on the dense model's embeddings of (up to 2,000) training sentences."""
-    from sklearn.linear_model import LogisticRegression
-
-    d = run.recipe.data
-    rows = split(run.rows, d.train_split, 2000)
-    if not rows or rows[0].get("label") is None:
-        return None
-    x = embed(dense, batches(run.tokenizer, rows, 64, d.max_length, with_labels=False)).numpy()
-    return LogisticRegression(max_iter=2000).fit(x, [int(r["label"]) for r in rows])
+from .data import split
 
 
 def _macs(model, seq: int) -> int | None:
@@ -70,25 +23,19 @@ def _macs(model, seq: int) -> int | None:
 
 
 def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
-    d = run.recipe.data
+    d, task = run.recipe.data, run.task
     dense = run.dense()
-    texts = [r["text"] for r in split(run.rows, d.eval_split, max(stage.latency_batch_sizes))]
-    shapes = {
-        bs: dict(
-            run.tokenizer(
-                (texts * bs)[:bs], padding="max_length", truncation=True, max_length=d.max_length, return_tensors="pt"
-            )
-        )
-        for bs in stage.latency_batch_sizes
-    }
-    evalset = _EvalSet(run, dense, stage.generation_prompt)
+    eval_rows = split(run.rows, d.eval_split, d.eval_size)
+    shapes = {bs: task.latency_inputs(eval_rows[:bs], bs) for bs in stage.latency_batch_sizes}
+    task.prepare(dense, eval_rows, stage)
+    seq = task.macs_length()
     local = Path(run.model_path)
     dense_row = {
         "name": "dense",
         "params": count_params(dense),
         "size_bytes": weights_size(local) if local.exists() else 4 * count_params(dense),
-        "macs": _macs(dense, d.max_length),
-        **evalset.quality(dense, evalset.dense_emb),
+        "macs": _macs(dense, seq),
+        **task.quality(dense, dense=True),
     }
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
@@ -98,13 +45,13 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         quantized = bool((getattr(model.config, "compress", None) or {}).get("quantization"))
         # a quantized model has the parameters and MACs of the model it was made from (packed or int8, not fewer)
         params = rows[-1]["params"] if quantized else count_params(model)
-        macs = rows[-1]["macs"] if quantized else _macs(model, d.max_length)
+        macs = rows[-1]["macs"] if quantized else _macs(model, seq)
         row = {
             "name": name,
             "params": params,
             "size_bytes": weights_size(path),
             "macs": macs,
-            **evalset.quality(model),
+            **task.quality(model),
         }
         for bs, x in shapes.items():
             with torch.inference_mode():
@@ -116,5 +63,4 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
     for bs in stage.latency_batch_sizes:  # the dense model was timed beside each candidate: report the median
         seen = sorted(r[f"dense_latency_b{bs}_ms"] for r in rows[1:])
         dense_row[f"latency_b{bs}_ms"] = seen[len(seen) // 2] if seen else None
-    primary = tasks.PRIMARY.get(run.recipe.task)
-    return {"task": run.recipe.task, "primary_metric": primary, "rows": rows}
+    return {"task": task.name, "primary_metric": task.primary, "higher_is_better": task.higher_is_better, "rows": rows}

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from .. import __version__
-from ..evaluate.tasks import HIGHER_IS_BETTER
 
 
 def _evaluation(run) -> dict | None:
@@ -88,7 +87,7 @@ def _pareto(evaluation: dict, path: Path) -> None:
         # staggered offsets keep labels of coinciding points (e.g. a stage that changed nothing) readable
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(7, 6 - 12 * (i % 3)), fontsize=9)
     ax.set_xlabel(f"speed-up vs dense ({speed_key.replace('speedup_b', 'batch ')})" if speed_key else "speed-up")
-    better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
+    better = "higher" if evaluation.get("higher_is_better", True) else "lower"
     ax.set_ylabel(f"{metric} ({better} is better)")
     ax.set_title("quality vs latency: dense and every stage")
     ax.grid(alpha=0.3)

@@ -19,26 +19,26 @@ import shutil
 import time
 from pathlib import Path
 
-import transformers
 import yaml
 from rich.console import Console
 
 from .. import assets, io
 from ..errors import CompressError
-from .data import batches, load_rows, split
+from . import tasks
+from .data import load_rows, split
 from .load import load_recipe
 from .report import write_model_card, write_reports
 from .schema import Recipe
 
 MODEL_STAGES = ("train", "prune", "distill", "quantize")
-RUNNABLE_TASKS = ("text-classification", "sentence-embedding", "causal-lm")  # recipes read text data for now
 
 
 class RecipeRun:
     def __init__(self, recipe: Recipe, output: Path, resume: bool, console: Console):
         self.recipe, self.output, self.resume, self.console = recipe, output, resume, console
+        self.task = tasks.get(recipe.task)(self)
         self.model_path = assets.resolve_model(recipe.model)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_path)
+        self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
         self.model = io.load(self.model_path)
         self.rows = load_rows(recipe.data)
         self.results: list[dict] = []
@@ -54,7 +54,7 @@ class RecipeRun:
 
     def calibration(self) -> list[dict]:
         rows = split(self.rows, self.recipe.data.train_split, self.recipe.data.calibration_size)
-        return batches(self.tokenizer, rows, 32, self.recipe.data.max_length, with_labels=False)
+        return self.task.batches(rows, 32)
 
     def dense(self):
         return io.load(self.model_path)
@@ -66,18 +66,13 @@ class RecipeRun:
 
         d = self.recipe.data
         rows = split(self.rows, d.train_split, d.train_size)
-        if self.recipe.task == "text-classification" and not type(self.model).__name__.endswith(
-            "SequenceClassification"
-        ):
-            labels = sorted({int(r["label"]) for r in rows})
-            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                self.model_path, num_labels=stage.num_labels or len(labels)
-            )  # a new, randomly initialised head
+        labels = self.task.labels(rows)
+        self.model = self.task.with_head(self.model, self.model_path, stage.num_labels or len(set(labels)))
         curve = train(
             self.model,
-            [r["text"] for r in rows],
-            [int(r["label"]) for r in rows],
-            tokenizer=self.tokenizer,
+            self.task.examples(rows),
+            labels,
+            tokenizer=self.processor,
             steps=stage.steps,
             batch_size=stage.batch_size,
             lr=stage.lr,
@@ -101,15 +96,15 @@ class RecipeRun:
         teacher_name = stage.teacher or self.recipe.teacher
         teacher = io.load(assets.resolve_model(teacher_name)) if teacher_name else self.dense()
         d = self.recipe.data
-        texts = [r["text"] for r in split(self.rows, d.train_split, d.train_size)]
+        examples = self.task.examples(split(self.rows, d.train_split, d.train_size))
         run_dir = self.output / f"{i + 1:02d}-distill.run"
         resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
         result = distill(
             self.model,
             teacher,
-            texts,
+            examples,
             DistillConfig(**stage.config_kwargs()),
-            tokenizer=self.tokenizer,
+            tokenizer=self.processor,
             output_dir=run_dir,
             resume=resume,
             max_length=d.max_length,
@@ -175,7 +170,7 @@ class RecipeRun:
             }
             with io.atomic_dir(sdir, overwrite=True) as tmp:
                 if stage.type in MODEL_STAGES:
-                    io.save(self.model, tmp / "model", tokenizer=self.tokenizer)
+                    io.save(self.model, tmp / "model", tokenizer=self.processor)
                 (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
             self.results.append(record)
             if stage.type == "train":
@@ -204,12 +199,7 @@ def run_recipe(
 ) -> list[dict]:
     console = console or Console()
     recipe = load_recipe(path, overrides)  # fails before anything is written
-    if recipe.task not in RUNNABLE_TASKS:
-        raise CompressError(
-            "task",
-            f"recipes cannot run {recipe.task!r} yet (they read text data)",
-            f"use one of {', '.join(RUNNABLE_TASKS)}, or the Python API for images and audio",
-        )
+    tasks.get(recipe.task)
     output = Path(output)
     if output.exists() and not (resume or overwrite):
         raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")

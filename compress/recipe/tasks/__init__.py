@@ -1,0 +1,20 @@
+"""Recipe tasks: one class per task (text.py; images and audio get their own file). `get(name)` -> the class."""
+
+from __future__ import annotations
+
+from ...errors import CompressError
+from .base import Task
+from .text import CausalLM, SentenceEmbedding, TextClassification
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM)}
+
+
+def get(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise CompressError(
+            "task", f"recipes cannot run {name!r} yet", f"use one of {', '.join(TASKS)}, or the Python API"
+        )
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "get"]

@@ -1,0 +1,55 @@
+"""What a recipe needs to know about its task: how data rows become model inputs, which head the model gets, and
+how quality is measured. One subclass per task; the runner and the evaluate stage only talk to this interface."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Task:
+    name: str = ""
+    primary: str = ""  # the metric plotted against latency
+    higher_is_better: bool = True
+    eval_batch_size: int = 64
+
+    def __init__(self, run):
+        self.run, self.data = run, run.recipe.data
+
+    # -- model side --------------------------------------------------------------------------------------------
+    def processor(self, model_path: str):
+        """Tokenizer / image processor / feature extractor; saved next to every model a stage writes."""
+        raise NotImplementedError
+
+    def with_head(self, model, model_path: str, num_labels: int | None):
+        """The model a `train` stage trains (e.g. a new classification head on an encoder). Default: unchanged."""
+        return model
+
+    # -- data side ---------------------------------------------------------------------------------------------
+    def examples(self, rows: list[dict]) -> list:
+        """Per-example inputs for training and distillation: texts, or dicts of tensors."""
+        raise NotImplementedError
+
+    def labels(self, rows: list[dict]) -> list[int]:
+        return [int(r["label"]) for r in rows]
+
+    def batches(self, rows: list[dict], batch_size: int, with_labels: bool = False) -> list[dict]:
+        raise NotImplementedError
+
+    def latency_inputs(self, rows: list[dict], batch_size: int) -> dict:
+        """One fixed-shape batch (padded to the full length) for side-by-side latency."""
+        raise NotImplementedError
+
+    def macs_length(self) -> int:
+        """Sequence length the MACs estimate is taken at."""
+        return self.data.max_length
+
+    # -- quality ---------------------------------------------------------------------------------------------------
+    def prepare(self, dense, eval_rows: list[dict], stage) -> None:
+        """Compute once what every model is compared with (e.g. the dense model's embeddings); `stage` is the
+        evaluate stage (its options)."""
+        self.stage = stage
+        self.eval_batches = self.batches(eval_rows, self.eval_batch_size, with_labels=True)
+
+    @torch.inference_mode()
+    def quality(self, model, dense: bool = False) -> dict:
+        raise NotImplementedError
