@@ -44,17 +44,18 @@ def weights_size(folder: str | Path) -> int:
 
 @torch.inference_mode()
 def latency_side_by_side(
-    models: dict[str, nn.Module], inputs: dict, repeats: int = 7, warmup: int = 2
+    models: dict[str, nn.Module], inputs: dict | None = None, repeats: int = 7, warmup: int = 2, call=None
 ) -> dict[str, float]:
-    """Median seconds per forward for each model, interleaving the models in every round so machine noise hits
-    all of them alike."""
+    """Median seconds per forward (or per `call(model)`, e.g. a generate) for each model, interleaving the models in
+    every round so machine noise hits all of them alike."""
+    call = call or (lambda m: m(**inputs))
     times: dict[str, list[float]] = {name: [] for name in models}
     for m in models.values():
         m.eval()
     for i in range(warmup + repeats):
         for name, m in models.items():
             t0 = time.perf_counter()
-            m(**inputs)
+            call(m)
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}

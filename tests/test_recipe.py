@@ -219,7 +219,7 @@ def test_train_stage_gives_a_headless_encoder_its_task_head(tmp_path):
     "family,task,distill,metric",
     [
         ("bert-base", "sentence-embedding", {"embedding_weight": 1.0, "logits_weight": 0.0}, "cosine_vs_dense"),
-        ("llama", "causal-lm", {}, "perplexity"),
+        ("llama", "causal-lm", {"chat_samples": 5, "chat_max_new_tokens": 3}, "perplexity"),
     ],
 )
 def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, distill, metric):
@@ -230,7 +230,15 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
     stages = [
         {"prune": {"heads": 0.5 if task != "causal-lm" else 1 / 3, "mlp": 0.5}},
         {"distill": {"steps": 3, "batch_size": 4, "warmup_steps": 1, **distill}},
-        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1], "generation_prompt": "w1 w2"}},
+        {
+            "evaluate": {
+                "repeats": 3,
+                "latency_batch_sizes": [1],
+                "generation_prompt": "w1 w2",
+                "chat_prompts": ["w1 w2 w3", "w4"],
+                "max_new_tokens": 4,
+            }
+        },
     ]
     path = _recipe(assets_dir, tmp_path, model=str(tmp_path / "m"), task=task, stages=stages)
     run_recipe(path, tmp_path / "out")
@@ -242,4 +250,9 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
         assert 0 <= pruned["probe_accuracy"] <= 1
     else:
         assert ev["higher_is_better"] is False and all(r["perplexity"] > 1 for r in ev["rows"])
-        assert all(isinstance(r["generation"], str) for r in ev["rows"])
+        assert all(isinstance(r["generation"], str) and len(r["answers"]) == 2 for r in ev["rows"])
+        assert dense["answer_agreement"] == 1.0 and all(0 <= r["answer_agreement"] <= 1 for r in ev["rows"])
+        assert dense["gen_speedup"] == 1.0 and all(r["gen_tokens_per_s"] > 0 for r in ev["rows"])
+        chats = json.loads((tmp_path / "out" / "02-distill.run" / "chat_samples.json").read_text())
+        assert len(chats) == 5 and all(c.startswith("[CLS] ") and c.count("[SEP]") == 2 for c in chats)
+        assert "## Chat answers" in (tmp_path / "out" / "report.md").read_text()

@@ -166,7 +166,10 @@ def word_tokenizer():
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(60)])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    turns = "{% for m in messages %}[CLS] {{ m['content'] }} [SEP] {% endfor %}"
+    out.chat_template = turns + "{% if add_generation_prompt %}[CLS] {% endif %}"
+    return out
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:

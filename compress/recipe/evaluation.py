@@ -59,8 +59,15 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
             row[f"latency_b{bs}_ms"] = lat[name] * 1e3
             row[f"dense_latency_b{bs}_ms"] = lat["dense"] * 1e3
             row[f"speedup_b{bs}"] = lat["dense"] / lat[name]
+        gen = task.generation_latency({"dense": dense, name: model}, stage.repeats)
+        if gen:
+            row["gen_tokens_per_s"], row["dense_gen_tokens_per_s"] = 1 / gen[name], 1 / gen["dense"]
+            row["gen_speedup"] = gen["dense"] / gen[name]
         rows.append(row)
     for bs in stage.latency_batch_sizes:  # the dense model was timed beside each candidate: report the median
         seen = sorted(r[f"dense_latency_b{bs}_ms"] for r in rows[1:])
         dense_row[f"latency_b{bs}_ms"] = seen[len(seen) // 2] if seen else None
+    if any("gen_speedup" in r for r in rows):
+        seen = sorted(r["dense_gen_tokens_per_s"] for r in rows[1:])
+        dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = seen[len(seen) // 2], 1.0
     return {"task": task.name, "primary_metric": task.primary, "higher_is_better": task.higher_is_better, "rows": rows}

@@ -25,7 +25,7 @@ def _fmt(v) -> str:
 
 def metrics_table(evaluation: dict) -> str:
     rows = evaluation["rows"]
-    skip = {"name", "generation"} | {k for k in rows[-1] if k.startswith("dense_latency")}
+    skip = {"name", "generation", "answers"} | {k for k in rows[-1] if k.startswith("dense_")}
     cols = ["name"] + [k for k in rows[-1] if k not in skip]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -64,9 +64,24 @@ def write_reports(run) -> None:
         gens = [(r["name"], r["generation"]) for r in evaluation["rows"] if "generation" in r]
         if gens:
             md += ["", "## Generation sample", ""] + [f"- **{n}**: {g!r}" for n, g in gens]
+        md += _answers(run, evaluation)
         _pareto(evaluation, out / "pareto.png")
         md += ["", "![quality vs speed-up](pareto.png)"]
     (out / "report.md").write_text("\n".join(md) + "\n")
+
+
+def _answers(run, evaluation: dict) -> list[str]:
+    """Chat prompts with every model's greedy answer, side by side."""
+    rows = [r for r in evaluation["rows"] if "answers" in r]
+    stage = next((s for s in reversed(run.recipe.stages) if s.type == "evaluate"), None)
+    if not rows or stage is None:
+        return []
+    md = ["", "## Chat answers (greedy; agreement = share of the dense answer's tokens reproduced in place)", ""]
+    md += ["| prompt | " + " | ".join(r["name"] for r in rows) + " |", "|" + "---|" * (len(rows) + 1)]
+    cell = lambda t: t.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    for i, prompt in enumerate(stage.chat_prompts):
+        md.append(f"| {cell(prompt)} | " + " | ".join(cell(r["answers"][i]) for r in rows) + " |")
+    return md
 
 
 def _pareto(evaluation: dict, path: Path) -> None:

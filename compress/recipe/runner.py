@@ -96,8 +96,8 @@ class RecipeRun:
         teacher_name = stage.teacher or self.recipe.teacher
         teacher = io.load(assets.resolve_model(teacher_name)) if teacher_name else self.dense()
         d = self.recipe.data
-        examples = self.task.examples(split(self.rows, d.train_split, d.train_size))
         run_dir = self.output / f"{i + 1:02d}-distill.run"
+        examples = self.task.distill_examples(split(self.rows, d.train_split, d.train_size), teacher, stage, run_dir)
         resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
         result = distill(
             self.model,

@@ -96,6 +96,9 @@ def _distill_fields() -> dict[str, Any]:
     return out
 
 
+_STAGE_ONLY = ("type", "teacher", "chat_samples", "chat_max_new_tokens")  # DistillStage fields the loop never sees
+
+
 class _DistillBase(Strict):
     @model_validator(mode="after")
     def _check(self):
@@ -103,7 +106,7 @@ class _DistillBase(Strict):
         return self
 
     def config_kwargs(self) -> dict:
-        return {k: v for k, v in self.model_dump().items() if k not in ("type", "teacher")}
+        return {k: v for k, v in self.model_dump().items() if k not in _STAGE_ONLY}
 
 
 DistillStage = create_model(
@@ -111,6 +114,16 @@ DistillStage = create_model(
     __base__=_DistillBase,
     type=(Literal["distill"], "distill"),
     teacher=(str | None, Field(None, description="teacher for this stage (default: the recipe's teacher)")),
+    chat_samples=(
+        int,
+        Field(
+            0,
+            ge=0,
+            description="causal LMs: add this many chat conversations (prompts made from training passages, "
+            "answered greedily by the teacher: sequence-level KD)",
+        ),
+    ),
+    chat_max_new_tokens=(int, Field(64, gt=0, description="length of the teacher's answers in `chat_samples`")),
     **_distill_fields(),
 )
 DistillStage.__doc__ = "Knowledge distillation from the teacher into the current model (see DistillConfig)."
@@ -134,6 +147,12 @@ class EvaluateStage(Strict):
     latency_batch_sizes: list[int] = Field([1, 32], description="batch sizes for latency (batch 1) and throughput")
     repeats: int = Field(7, ge=3, description="timed runs per model (median), dense baseline interleaved")
     generation_prompt: str | None = Field(None, description="causal LMs: a prompt whose greedy answer is reported")
+    chat_prompts: list[str] = Field(
+        default_factory=list,
+        description="causal LMs: chat prompts answered greedily by every model, shown side by side in the report "
+        "with their agreement with the dense model's answers; the first also times generation",
+    )
+    max_new_tokens: int = Field(48, gt=0, description="causal LMs: tokens generated per answer and per timing run")
 
 
 class TrainStage(Strict):

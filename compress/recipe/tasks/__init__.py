@@ -1,10 +1,12 @@
-"""Recipe tasks: one class per task (text.py; images and audio get their own file). `get(name)` -> the class."""
+"""Recipe tasks: one class per task (text.py, causal_lm.py; images and audio get their own file).
+`get(name)` -> the class."""
 
 from __future__ import annotations
 
 from ...errors import CompressError
 from .base import Task
-from .text import CausalLM, SentenceEmbedding, TextClassification
+from .causal_lm import CausalLM
+from .text import SentenceEmbedding, TextClassification
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM)}
 

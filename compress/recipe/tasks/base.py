@@ -29,6 +29,10 @@ class Task:
         """Per-example inputs for training and distillation: texts, or dicts of tensors."""
         raise NotImplementedError
 
+    def distill_examples(self, rows: list[dict], teacher, stage, run_dir) -> list:
+        """Distillation inputs; a task may add teacher-made examples (cached under `run_dir`)."""
+        return self.examples(rows)
+
     def labels(self, rows: list[dict]) -> list[int]:
         return [int(r["label"]) for r in rows]
 
@@ -53,3 +57,8 @@ class Task:
     @torch.inference_mode()
     def quality(self, model, dense: bool = False) -> dict:
         raise NotImplementedError
+
+    @torch.inference_mode()
+    def generation_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
+        """Generative tasks: seconds per generated token of each model, measured side by side. None otherwise."""
+        return None

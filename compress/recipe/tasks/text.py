@@ -1,5 +1,5 @@
-"""Text tasks: classification (accuracy, macro F1), sentence embeddings (cosine to the dense model, probe accuracy),
-causal language modelling (perplexity, a greedy generation sample)."""
+"""Text tasks: classification (accuracy, macro F1) and sentence embeddings (cosine to the dense model, probe
+accuracy); `_Text` turns rows into token batches for every text task (causal LMs too)."""
 
 from __future__ import annotations
 
@@ -80,18 +80,4 @@ class SentenceEmbedding(_Text):
         out = {"cosine_vs_dense": cosine_fidelity(self.dense_emb, emb)}
         if self.probe is not None:
             out["probe_accuracy"] = float(self.probe.score(emb.numpy(), self.eval_labels))
-        return out
-
-
-class CausalLM(_Text):
-    name, primary, higher_is_better = "causal-lm", "perplexity", False
-    eval_batch_size = 8
-
-    def prepare(self, dense, eval_rows, stage):
-        self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size)
-
-    def quality(self, model, dense=False):
-        out = metrics.perplexity(model, self.eval_batches)
-        if self.stage.generation_prompt:
-            out["generation"] = metrics.generate_sample(model, self.run.processor, self.stage.generation_prompt)
         return out

@@ -1,0 +1,80 @@
+"""Causal language models (chatbots included): perplexity on held-out text, greedy chat answers next to the dense
+model's with their token agreement, and generation speed (new tokens per second) measured side by side.
+
+Distillation data can be extended with sequence-level KD: prompts made from training passages, wrapped in the chat
+template and answered by the teacher (`distill: {chat_samples: N}`); answers are cached in the stage's run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ...distill import sequence
+from ...evaluate import tasks as metrics
+from ...stats import latency_side_by_side
+from .text import _Text
+
+
+class CausalLM(_Text):
+    name, primary, higher_is_better = "causal-lm", "perplexity", False
+    eval_batch_size = 8
+
+    def distill_examples(self, rows, teacher, stage, run_dir: Path) -> list:
+        texts = self.examples(rows)
+        if not stage.chat_samples:
+            return texts
+        cache = run_dir / "chat_samples.json"
+        if cache.exists():
+            chats = json.loads(cache.read_text())
+        else:
+            prompts = sequence.prompts_from_passages(texts, stage.chat_samples, seed=stage.seed)
+            answers = sequence.greedy_answers(teacher, self.run.processor, prompts, stage.chat_max_new_tokens)
+            chats = sequence.conversations(self.run.processor, prompts, answers)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(chats, indent=1))
+        return texts + chats
+
+    def prepare(self, dense, eval_rows, stage):
+        self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size)
+        self.dense_answers = self._answers(dense)
+
+    def _answers(self, model) -> list[list[int]]:
+        tok = self.run.processor
+        answers = sequence.greedy_answers(model, tok, self.stage.chat_prompts, self.stage.max_new_tokens)
+        return [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
+
+    def quality(self, model, dense=False):
+        out = metrics.perplexity(model, self.eval_batches)
+        tok = self.run.processor
+        if self.stage.generation_prompt:
+            out["generation"] = metrics.generate_sample(model, tok, self.stage.generation_prompt)
+        if self.stage.chat_prompts:
+            ids = self.dense_answers if dense else self._answers(model)
+            out["answers"] = [tok.decode(a) for a in ids]
+            out["answer_agreement"] = _agreement(self.dense_answers, ids)
+        return out
+
+    @torch.inference_mode()
+    def generation_latency(self, models, repeats):
+        """`max_new_tokens` new tokens (forced) for one chat prompt, batch 1, greedy."""
+        prompt = (self.stage.chat_prompts or [self.stage.generation_prompt or "Hello"])[0]
+        ids = torch.tensor([sequence.chat_ids(self.run.processor, prompt)])
+        n = self.stage.max_new_tokens
+        pad = self.run.processor.pad_token_id
+
+        def generate(m):
+            m.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad)
+
+        seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
+        return {name: s / n for name, s in seconds.items()}
+
+
+def _agreement(reference: list[list[int]], answers: list[list[int]]) -> float:
+    """Mean fraction of the reference answer's tokens that the answer reproduces at the same position (greedy
+    decoding: 1.0 means the same answer)."""
+    scores = [
+        sum(a == b for a, b in zip(ref, ans)) / max(len(ref), len(ans), 1) for ref, ans in zip(reference, answers)
+    ]
+    return sum(scores) / max(len(scores), 1)
