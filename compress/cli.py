@@ -257,21 +257,30 @@ def quantize(
     )
 
 
+def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, overwrite: bool) -> None:
+    import time
+
+    from .recipe.load import find_recipe
+    from .recipe.runner import run_recipe
+
+    path = find_recipe(recipe)
+    output = output or Path("out") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new folder per run
+    run_recipe(path, output, resume=resume, overwrite=overwrite, overrides=overrides, console=console)
+    report = output / "report.md"
+    console.print(report.read_text() if report.exists() else "", markup=False, highlight=False)
+    console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
+
+
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML (see recipes/ and docs/recipe.md)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (stages, final/, reports)")],
+    recipe: Annotated[str, typer.Argument(help="recipe YAML, or a shipped recipe name (recipes/*.yaml)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="run folder [out/<recipe>-<time>]")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: stages.1.steps=200")] = None,
     resume: Annotated[bool, typer.Option(help="skip finished stages, continue an interrupted distillation")] = False,
     overwrite: Annotated[bool, typer.Option(help="start over, deleting an existing --output")] = False,
 ):
-    """Run a recipe's stages (prune, distill, quantize, evaluate, push) and write reports and the final model."""
-    from .recipe.runner import run_recipe
-
-    run_recipe(recipe, output, resume=resume, overwrite=overwrite, overrides=set_ or [], console=console)
-    report = output / "report.md"
-    console.print(report.read_text() if report.exists() else "", markup=False, highlight=False)
-    console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
+    """Run a recipe's stages (train, prune, distill, quantize, evaluate, push) and write reports and the final model."""
+    _run(recipe, output, set_ or [], resume, overwrite)
 
 
 @app.command()
@@ -306,22 +315,17 @@ def assets(
 
 @app.command()
 def demo(
-    output: Annotated[Path | None, typer.Option(help="where to write the pruned model [out/demo-<time>]")] = None,
-    heads: Ratio = 0.5,
-    mlp: Ratio = 0.5,
-    criterion: Annotated[str, typer.Option(help="importance criterion")] = "activation",
-    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="run folder [out/minilm-sentiment-<time>]")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: stages.2.steps=50")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted demo run in --output")] = False,
 ):
-    """Main job: prune the real all-MiniLM-L6-v2 (50% heads, 50% neurons) and compare it with the dense model."""
-    import time
+    """Main job: the default recipe (recipes/minilm-sentiment.yaml) on the real all-MiniLM-L6-v2 and Rotten-Tomatoes:
+    train a sentiment head, prune 50 % heads + neurons, distill, int8, evaluate; prints the report table."""
+    from .recipe.load import DEFAULT
 
-    from .demo import run_demo
-
-    output = output or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")  # a new folder per run: nothing overwritten
-    if output.exists() and not overwrite:
-        raise CompressError("output", f"{output} already exists", "choose another folder or pass --overwrite")
-
-    run_demo(output=output, heads=heads, mlp=mlp, criterion=criterion, overwrite=overwrite, console=console)
+    _run(DEFAULT, output, set_ or [], resume, False)
 
 
 def main() -> None:

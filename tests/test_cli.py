@@ -166,3 +166,11 @@ def test_distill_command(saved, tmp_path):
     assert r.returncode == 2 and "--resume" in r.stderr
     r = run(*args[:-2], "--loss", "telepathy", "--output", tmp_path / "kd2")
     assert r.returncode == 2 and "`loss`" in r.stderr and not (tmp_path / "kd2").exists()
+
+
+def test_run_finds_shipped_recipes_by_name_and_names_them_when_missing(tmp_path):
+    from compress.recipe.load import DEFAULT, find_recipe, shipped
+
+    assert find_recipe(DEFAULT).name == "minilm-sentiment.yaml" and DEFAULT in shipped()
+    r = run("run", "no-such-recipe", "--output", tmp_path / "o")
+    assert r.returncode == 2 and "minilm-sentiment" in r.stderr and not (tmp_path / "o").exists()

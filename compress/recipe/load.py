@@ -32,10 +32,28 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[keys[-1]] = yaml.safe_load(value)
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "recipes"  # the repository's recipes/ (source checkouts)
+DEFAULT = "minilm-sentiment"
+
+
+def shipped() -> list[str]:
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file, or the name of a shipped recipe (`minilm-sentiment` -> recipes/minilm-sentiment.yaml)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    if (SHIPPED / f"{name_or_path}.yaml").exists():
+        return SHIPPED / f"{name_or_path}.yaml"
+    raise CompressError(
+        "recipe", f"{path} does not exist", f"give a recipe YAML file or a shipped recipe: {', '.join(shipped())}"
+    )
+
+
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    path = Path(path)
-    if not path.exists():
-        raise CompressError("recipe", f"{path} does not exist", "give a recipe YAML file (see recipes/)")
+    path = find_recipe(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
