@@ -236,6 +236,7 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
                 "latency_batch_sizes": [1],
                 "generation_prompt": "w1 w2",
                 "chat_prompts": ["w1 w2 w3", "w4"],
+                "chat_expect": ["w", "nothing-like-this"],
                 "max_new_tokens": 4,
             }
         },
@@ -252,6 +253,7 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
         assert ev["higher_is_better"] is False and all(r["perplexity"] > 1 for r in ev["rows"])
         assert all(isinstance(r["generation"], str) and len(r["answers"]) == 2 for r in ev["rows"])
         assert dense["answer_agreement"] == 1.0 and all(0 <= r["answer_agreement"] <= 1 for r in ev["rows"])
+        assert all(r["answers_correct"] == (0.5 if r["answers"][0] else 0.0) for r in ev["rows"])
         assert dense["gen_speedup"] == 1.0 and all(r["gen_tokens_per_s"] > 0 for r in ev["rows"])
         chats = json.loads((tmp_path / "out" / "02-distill.run" / "chat_samples.json").read_text())
         assert len(chats) == 5 and all(c.startswith("[CLS] ") and c.count("[SEP]") == 2 for c in chats)

@@ -152,7 +152,20 @@ class EvaluateStage(Strict):
         description="causal LMs: chat prompts answered greedily by every model, shown side by side in the report "
         "with their agreement with the dense model's answers; the first also times generation",
     )
+    chat_expect: list[str] = Field(
+        default_factory=list,
+        description="causal LMs: for each chat prompt, a word its answer must contain (case-insensitive); the share "
+        "of answers that do is reported as `answers_correct`",
+    )
     max_new_tokens: int = Field(48, gt=0, description="causal LMs: tokens generated per answer and per timing run")
+
+    @model_validator(mode="after")
+    def _expect_matches_prompts(self):
+        if self.chat_expect and len(self.chat_expect) != len(self.chat_prompts):
+            raise ValueError(
+                f"chat_expect has {len(self.chat_expect)} items for {len(self.chat_prompts)} chat_prompts; one each"
+            )
+        return self
 
 
 class TrainStage(Strict):

@@ -54,6 +54,9 @@ class CausalLM(_Text):
             ids = self.dense_answers if dense else self._answers(model)
             out["answers"] = [tok.decode(a) for a in ids]
             out["answer_agreement"] = _agreement(self.dense_answers, ids)
+            if self.stage.chat_expect:
+                hits = [e.lower() in a.lower() for e, a in zip(self.stage.chat_expect, out["answers"])]
+                out["answers_correct"] = sum(hits) / len(hits)
         return out
 
     @torch.inference_mode()
