@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 import yaml
 from rich.console import Console
 
@@ -36,6 +37,8 @@ MODEL_STAGES = ("train", "prune", "distill", "quantize")
 class RecipeRun:
     def __init__(self, recipe: Recipe, output: Path, resume: bool, console: Console):
         self.recipe, self.output, self.resume, self.console = recipe, output, resume, console
+        if recipe.threads:
+            torch.set_num_threads(recipe.threads)
         self.task = tasks.get(recipe.task)(self)
         self.model_path = assets.resolve_model(recipe.model)
         self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
@@ -45,7 +48,7 @@ class RecipeRun:
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def key(self, upto: int) -> str:
-        payload = self.recipe.model_dump(mode="json")
+        payload = self.recipe.model_dump(mode="json", exclude={"threads"})  # how fast, not what: same stage
         payload["stages"] = payload["stages"][: upto + 1]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

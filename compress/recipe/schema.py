@@ -198,6 +198,12 @@ class Recipe(Strict):
     data: DataSpec
     stages: list[Stage] = Field(min_length=1, description="ordered stages; each item is `- <type>: {fields}`")
     license: str | None = Field(None, description="licence of the base model, copied into the model card")
+    threads: int | None = Field(
+        None,
+        gt=0,
+        description="torch CPU threads for the whole run (default: torch's choice); on a shared machine 1 keeps "
+        "token-by-token generation from stalling on thread synchronisation",
+    )
 
     @model_validator(mode="before")
     @classmethod
