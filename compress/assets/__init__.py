@@ -16,8 +16,9 @@ from ._cache import cache_dir
 _MODULES = {
     "minilm-l6": "minilm",
     "rotten-tomatoes": "rotten",  # a module named like the function below would shadow it
+    "smollm2-135m-instruct": "smollm2",
 }
-MODELS = {"minilm-l6"}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
+MODELS = {"minilm-l6", "smollm2-135m-instruct"}  # model folders (a recipe's `model` / `teacher` may name them)
 
 
 def module(name: str):
