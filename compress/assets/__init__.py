@@ -16,8 +16,13 @@ from ._cache import cache_dir
 _MODULES = {
     "minilm-l6": "minilm",
     "rotten-tomatoes": "rotten",  # a module named like the function below would shadow it
+    "smollm2-135m-instruct": "smollm2",
+    "moby-dick": "moby",
+    "shakespeare": "shakespeare",
 }
-MODELS = {"minilm-l6"}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
+MODELS = {"minilm-l6", "smollm2-135m-instruct"}  # model folders (a recipe's `model` / `teacher` may name them)
+# data sets with `load()` -> {split: rows} (a recipe's `data.source` may name them)
+DATA = sorted(set(_MODULES) - MODELS)
 
 
 def module(name: str):
@@ -40,6 +45,13 @@ def resolve_model(name_or_path: str) -> str:
     return str(fetch(name_or_path)) if name_or_path in MODELS else name_or_path
 
 
+def load(name: str) -> dict[str, list]:
+    """A data asset's rows per split: texts, or (text, label) pairs."""
+    if name in MODELS:
+        raise CompressError("asset", f"{name!r} is a model, not a data set", f"use one of {', '.join(DATA)}")
+    return module(name).load()
+
+
 def minilm_path() -> Path:
     return fetch("minilm-l6")
 
@@ -48,4 +60,15 @@ def rotten_tomatoes() -> dict[str, list[tuple[str, int]]]:
     return module("rotten-tomatoes").load()
 
 
-__all__ = ["cache_dir", "describe", "fetch", "minilm_path", "module", "resolve_model", "rotten_tomatoes"]
+__all__ = [
+    "DATA",
+    "MODELS",
+    "cache_dir",
+    "describe",
+    "fetch",
+    "load",
+    "minilm_path",
+    "module",
+    "resolve_model",
+    "rotten_tomatoes",
+]

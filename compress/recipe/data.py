@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from .. import assets
 from ..errors import CompressError
 from .schema import DataSpec
 
-BUILTIN = {"rotten-tomatoes"}
+BUILTIN = set(assets.DATA)
+
+
+def _row(row: str | tuple) -> dict:
+    """An asset row, a text or a (text, label) pair -> {"text", "label"}; plain texts get label None."""
+    text, label = row if isinstance(row, tuple) else (row, None)
+    return {"text": text, "label": label}
 
 
 def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
     """{split: [{"text": ..., "label": ...}]}"""
-    if spec.source == "rotten-tomatoes":
-        from ..assets import rotten_tomatoes
-
-        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in rotten_tomatoes().items()}
+    if spec.source in BUILTIN:
+        return {split: [_row(r) for r in rows] for split, rows in assets.load(spec.source).items()}
     import datasets
 
     try:

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from ..assets import DATA
 from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
@@ -48,7 +49,7 @@ class Strict(BaseModel):
 
 class DataSpec(Strict):
     source: str = Field(
-        description="built-in asset (rotten-tomatoes), a hub dataset id, or a format for local "
+        description=f"built-in asset ({', '.join(DATA)}), a hub dataset id, or a format for local "
         "`files` (csv, json, parquet, text)"
     )
     subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
