@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ import compress  # noqa: E402
 from compress import assets  # noqa: E402
 from compress.data import text_batches  # noqa: E402
 from compress.evaluate.embeddings import cosine_fidelity, embed  # noqa: E402
+from compress.memory import peak_rss  # noqa: E402
 from compress.stats import latency_side_by_side, weights_size  # noqa: E402
 
 # label -> (method, options); "fp32" is the unquantized model
@@ -60,53 +59,6 @@ METHODS = {
 
 def batch(tok, texts: list[str], size: int) -> dict:
     return dict(tok(texts[:size], padding="max_length", max_length=128, truncation=True, return_tensors="pt"))
-
-
-def proc_status(field: str) -> int:
-    """VmRSS (current) or VmHWM (peak) of this process, in bytes. Not ru_maxrss: Linux carries that over exec from
-    the parent, so a child would report the benchmark's own peak."""
-    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
-def _warm_up(folder: str) -> None:
-    """Pay the one-off costs (lazy imports, kernel setup: ~150 MB here) on a tiny model, so the measured increase is
-    the checkpoint's own: weights (memory-mapped, so counted once a forward touches them) plus activations."""
-    tiny = transformers.BertModel(
-        transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        compress.save(tiny, Path(tmp) / "tiny")
-        with torch.inference_mode():
-            compress.load(Path(tmp) / "tiny")(input_ids=torch.ones(2, 8, dtype=torch.long))
-    if getattr(transformers.AutoConfig.from_pretrained(folder), "quantization_config", None):
-        from compress.quantize.bnb import import_bitsandbytes
-
-        import_bitsandbytes()
-        importlib.import_module("transformers.integrations.bitsandbytes")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-
-
-def peak_rss_child(folder: str) -> None:
-    """Run in a fresh process: load `folder` and run one batch-32 forward; print the peak RSS increase in bytes."""
-    tok = transformers.AutoTokenizer.from_pretrained(assets.minilm_path())
-    x = batch(tok, [t for t, _ in assets.rotten_tomatoes()["test"][:32]], 32)
-    _warm_up(folder)
-    before = proc_status("VmRSS")
-    model = compress.load(folder)
-    with torch.inference_mode():
-        model(**x)
-    print(json.dumps({"peak_rss_delta": proc_status("VmHWM") - before}))
-
-
-def measure_rss(folder: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--peak-rss-of", str(folder)], capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def block_bytes(folder: Path) -> int:
@@ -127,10 +79,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--peak-rss-of", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.peak_rss_of:
-        return peak_rss_child(args.peak_rss_of)
     labels = ["fp32", *[m for m in args.methods.split(",") if m != "fp32"]]
     unknown = [m for m in labels if m not in METHODS]
     if unknown:
@@ -154,6 +103,7 @@ def main() -> None:
     reference = embed(dense, evalb)
 
     rows, models = [], {}
+    x32 = batch(tok, texts, 32)
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         for variant, base in (("dense", dense), ("pruned", pruned)):
             for label in labels:
@@ -175,7 +125,7 @@ def main() -> None:
                         "disk_bytes": weights_size(folder),
                         "block_disk_bytes": block_bytes(folder),
                         "memory_bytes": memory_bytes(model),
-                        "peak_rss_delta_bytes": measure_rss(folder)["peak_rss_delta"],
+                        "peak_rss_delta_bytes": peak_rss(folder, x32),
                         "reload_exact": exact,
                         "cosine": cosine_fidelity(reference, embed(model, evalb)),
                     }

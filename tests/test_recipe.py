@@ -32,7 +32,7 @@ GOOD = {
         {"prune": {"heads": 0.5, "mlp": 0.5, "criterion": "activation"}},
         {"distill": {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "save_every": 2}},
         {"quantize": {"method": "int8-dynamic"}},
-        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4]}},
+        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4], "peak_memory": False}},
     ],
 }
 
@@ -57,14 +57,15 @@ def _recipe(assets_dir, tmp_path, **changes) -> str:
 
 
 def test_end_to_end_reports_card_and_resume(assets_dir, tmp_path, monkeypatch):
-    recipe = _recipe(assets_dir, tmp_path)
+    stages = GOOD["stages"][:-1] + [{"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4]}}]
+    recipe = _recipe(assets_dir, tmp_path, stages=stages)
     out = tmp_path / "run"
     results = run_recipe(recipe, out)
     assert [r["stage"] for r in results] == ["01-prune", "02-distill", "03-quantize", "04-evaluate"]
     report = json.loads((out / "report.json").read_text())
     rows = report["evaluation"]["rows"]
     assert [r["name"] for r in rows] == ["dense", "01-prune", "02-distill", "03-quantize"]
-    assert all(0 <= r["accuracy"] <= 1 and r["speedup_b1"] > 0 for r in rows)
+    assert all(0 <= r["accuracy"] <= 1 and r["speedup_b1"] > 0 and r["peak_memory_mb"] > 0 for r in rows)
     assert rows[1]["params"] < rows[0]["params"] and rows[3]["size_bytes"] < rows[2]["size_bytes"]
     assert (out / "pareto.png").stat().st_size > 10_000 and "| dense |" in (out / "report.md").read_text()
     card = (out / "final" / "README.md").read_text()
@@ -203,7 +204,7 @@ def test_train_stage_gives_a_headless_encoder_its_task_head(tmp_path):
         "stages": [
             {"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
             {"prune": {"mlp": 0.5}},
-            {"evaluate": {"repeats": 3, "latency_batch_sizes": [1]}},
+            {"evaluate": {"repeats": 3, "latency_batch_sizes": [1], "peak_memory": False}},
         ],
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
@@ -232,6 +233,7 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
         {"distill": {"steps": 3, "batch_size": 4, "warmup_steps": 1, **distill}},
         {
             "evaluate": {
+                "peak_memory": False,
                 "repeats": 3,
                 "latency_batch_sizes": [1],
                 "generation_prompt": "w1 w2",

@@ -1,7 +1,8 @@
 """The `evaluate` stage: quality next to efficiency for the dense model and every model a stage produced.
 
 Latency is measured side by side with the dense model in the same run (interleaved, median of `repeats`), and
-reported as a ratio; parameters, weight bytes on disk and a MACs estimate come with it."""
+reported as a ratio; parameters, weight bytes on disk, peak memory (a fresh process loading the model and running
+the largest latency batch) and a MACs estimate come with it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..memory import peak_rss
 from ..progress import track
 from ..stats import count_params, estimate_macs, latency_side_by_side, weights_size
 from .data import split
@@ -20,6 +22,12 @@ def _macs(model, seq: int) -> int | None:
         return estimate_macs(model, seq)
     except Exception:  # quantized modules are not Linear layers: no estimate rather than a wrong one
         return None
+
+
+def _peak_mb(folder: Path, shapes: dict) -> float | None:
+    """Peak memory (MB) of a fresh process loading the model and running the largest latency batch."""
+    peak = peak_rss(folder, shapes[max(shapes)])
+    return None if peak is None else peak / 2**20
 
 
 def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
@@ -35,6 +43,7 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         "params": count_params(dense),
         "size_bytes": weights_size(local) if local.exists() else 4 * count_params(dense),
         "macs": _macs(dense, seq),
+        "peak_memory_mb": _peak_mb(local, shapes) if stage.peak_memory and local.exists() else None,
         **task.quality(dense, dense=True),
     }
     for bs in stage.latency_batch_sizes:
@@ -51,6 +60,7 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
             "params": params,
             "size_bytes": weights_size(path),
             "macs": macs,
+            "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,
             **task.quality(model),
         }
         for bs, x in shapes.items():

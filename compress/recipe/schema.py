@@ -147,6 +147,9 @@ class EvaluateStage(Strict):
     type: Literal["evaluate"] = "evaluate"
     latency_batch_sizes: list[int] = Field([1, 32], description="batch sizes for latency (batch 1) and throughput")
     repeats: int = Field(7, ge=3, description="timed runs per model (median), dense baseline interleaved")
+    peak_memory: bool = Field(
+        True, description="measure each model's peak memory in a fresh process (loads it once more)"
+    )
     generation_prompt: str | None = Field(None, description="causal LMs: a prompt whose greedy answer is reported")
     chat_prompts: list[str] = Field(
         default_factory=list,
