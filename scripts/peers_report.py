@@ -150,6 +150,10 @@ def _protocol(result: dict) -> list[str]:
         "also what KD and the other criteria produce; Torch-Pruning and TextPruner are timed as their own models. "
         "**Time to compress**: wall time of scoring + pruning (+ distillation including its teacher cache, "
         "+ quantization), model loading excluded; TextPruner's is its `prune()` call in the worker.",
+        f"- **Threads**: torch ran at {result['threads']} thread(s) for everything. The machine was shared with other "
+        "heavy jobs; there, two torch threads waiting on each other made batch-1 latency up to 20x slower and the "
+        "ratios noise, one thread gave stable ratios. Absolute milliseconds and KD minutes are inflated by the other "
+        "jobs; the ratios come from models timed side by side.",
     ]
 
 
@@ -254,8 +258,45 @@ def render_markdown(
     ]  # fmt: skip
     header = ["budget", "compress one-shot % (criterion)", "compress + KD %", "Torch-Pruning %", "TextPruner %"]
     lines += _table([*header, "margin one-shot, pts", "margin KD, pts"], body, indent="   ")
-    lines.append("")
+    lines += ["", "## Reading the numbers", "", *_notes(result), ""]
     return "\n".join(lines)
+
+
+def _notes(result: dict) -> list[str]:
+    """Caveats computed from the rows: test-set noise, timing noise, where the speed-up stops."""
+    rows, n = result["rows"], result["protocol"]["test_sentences"]
+    dense = one(rows, method="dense", int8=False)
+    se = 100 * (dense["accuracy"] * (1 - dense["accuracy"]) / n) ** 0.5
+    margins = [a["one_shot_margin_pts"] for a in result["goals"]["accuracy_vs_peers"]["per_budget"]]
+    spread = []
+    for b in result["budgets"]:
+        ups = {r["latency_of"]: r["b1_speedup"] for r in rows if r["budget"] == b and not r.get("int8")}
+        spread.append(f"{b:.0%}: " + ", ".join(f"{k.rsplit(' ', 1)[0]} {v:.2f}x" for k, v in sorted(ups.items())))
+    top = max(result["budgets"])
+    q = one(rows, method="compress", budget=top, criterion=result["kd"][-1]["criterion"], kd=True, int8=True)
+    kd_top = one(rows, method="compress", budget=top, kd=True, int8=False)
+    within = [r for r in rows if r["method"] != "dense" and dense["accuracy"] - r["accuracy"] <= 0.01]
+    reach = max((r["budget"] for r in within), default=None)
+    return [
+        f"- **Test-set noise**: one accuracy point is about {n / 100:.0f} of the {n:,} test sentences; the binomial "
+        f"standard error of one model's accuracy is about {se:.1f} pts. One-shot accuracy margins over the best peer "
+        f"of {min(margins):+.2f} to {max(margins):+.2f} pts are therefore suggestive, not firm; the cosine gaps (same "
+        "sentences, continuous) and the KD margins are the stronger evidence.",
+        "- **Timing noise**: models of identical shape are timed separately for the peers, so their spread shows the "
+        "measurement noise (batch 1, fp32): " + "; ".join(spread) + ".",
+        f"- **Where the speed-up stops**: removing {top:.0%} of heads and neurons cuts the blocks' Linear work about "
+        f"{1 / (1 - top):.0f}x, yet batch 1 gains {q['b1_speedup']:.2f}x even with int8, against "
+        f"{q['b32_speedup']:.2f}x at batch 32: at batch 1 the per-layer costs that pruning does not shrink (embedding "
+        "lookup, layer norms, attention softmax, kernel dispatch) weigh more. "
+        + (f"The largest budget with a model within 1 point of dense is {reach:.0%}; " if reach else "")
+        + f"at {top:.0%} the {result['protocol']['kd_config']['steps']}-step KD still loses "
+        f"{100 * (dense['accuracy'] - kd_top['accuracy']):.1f} pts; whether much longer distillation closes that gap "
+        "was not tested here.",
+        "- **What compress adds over the peers at the same shapes**: a data-driven criterion (activation x weight "
+        "norm) plus bias compensation of the removed units' mean output, with no labels; Torch-Pruning's weight "
+        "magnitude sees no data, TextPruner's gradient importance sees labels but removes units without compensation. "
+        "Distillation is compress's own and was not applied to the peers' models.",
+    ]
 
 
 MARKERS = {  # (method, kd, int8) -> marker, legend label

@@ -15,7 +15,9 @@ DENSE_BYTES, EMBED_BYTES = 90_000_000, 47_000_000
 
 
 def _row(method, budget=0.0, acc=0.75, cos=1.0, params=22_000_000, size=DENSE_BYTES, b1=1.0, **extra):
-    return {"method": method, "budget": budget, "accuracy": acc, "cosine": cos, "params": params, "disk_bytes": size,
+    timed = f"{method} {budget:.0%}" + (" int8" if extra.get("int8") else "")
+    return {"latency_of": timed,
+            "method": method, "budget": budget, "accuracy": acc, "cosine": cos, "params": params, "disk_bytes": size,
             "b1_speedup": b1, "b32_speedup": b1, "b1_ms": 10 / b1, "b32_ms": 300 / b1, "compress_seconds": 1.0,
             **extra}  # fmt: skip
 
