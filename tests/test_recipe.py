@@ -260,3 +260,45 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
         chats = json.loads((tmp_path / "out" / "02-distill.run" / "chat_samples.json").read_text())
         assert len(chats) == 5 and all(c.startswith("[CLS] ") and c.count("[SEP]") == 2 for c in chats)
         assert "## Chat answers" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.multiprocess
+def test_recipe_under_accelerate_launch_two_processes(assets_dir, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` (two gloo processes on a CPU): distillation runs on both, the
+    other stages on the main process; one set of outputs, the same stages as a one-process run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    recipe = _recipe(assets_dir, tmp_path)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "compress.cli",
+        "run",
+        str(recipe),
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    r = subprocess.run(launch, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["01-prune", "02-distill", "03-quantize", "04-evaluate"]
+    assert report["stages"][1]["summary"]["processes"] == 2
+    assert [r["name"] for r in report["evaluation"]["rows"]] == ["dense", "01-prune", "02-distill", "03-quantize"]
+    assert compress.load(tmp_path / "out" / "final").config.compress["quantization"]
+    assert r.stdout.count("[2/4] distill") == 1  # progress lines come from the main process only

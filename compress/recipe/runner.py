@@ -8,6 +8,10 @@
     DIR/report.json|md, DIR/pareto.png
 
 `--resume` skips stages whose key (a hash of the recipe up to that stage) matches what is on disk.
+
+Under `accelerate launch --num_processes N` (several GPUs, or `--multi_gpu` processes on a CPU) `train` and `distill`
+run on every process (Accelerate splits each global batch); every other stage runs on the main process only, which
+alone writes files, and the other processes load its result.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from accelerate import PartialState
 from rich.console import Console
 
 from .. import assets, io
@@ -32,11 +37,15 @@ from .report import write_model_card, write_reports
 from .schema import Recipe
 
 MODEL_STAGES = ("train", "prune", "distill", "quantize")
+DISTRIBUTED_STAGES = ("train", "distill")  # run on every process; the others run on the main process only
 
 
 class RecipeRun:
     def __init__(self, recipe: Recipe, output: Path, resume: bool, console: Console):
-        self.recipe, self.output, self.resume, self.console = recipe, output, resume, console
+        self.recipe, self.output, self.resume = recipe, output, resume
+        self.state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: --multi_gpu on a CPU is gloo
+        self.main = self.state.is_main_process
+        self.console = console if self.main else Console(quiet=True)
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
         self.task = tasks.get(recipe.task)(self)
@@ -100,7 +109,10 @@ class RecipeRun:
         teacher = io.load(assets.resolve_model(teacher_name)) if teacher_name else self.dense()
         d = self.recipe.data
         run_dir = self.output / f"{i + 1:02d}-distill.run"
-        examples = self.task.distill_examples(split(self.rows, d.train_split, d.train_size), teacher, stage, run_dir)
+        with self.state.main_process_first():  # teacher-made examples are made once, then read from the cache
+            examples = self.task.distill_examples(
+                split(self.rows, d.train_split, d.train_size), teacher, stage, run_dir
+            )
         resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
         result = distill(
             self.model,
@@ -117,6 +129,7 @@ class RecipeRun:
             "first_loss": result.curve[0]["loss"],
             "last_loss": result.curve[-1]["loss"],
             "steps": len(result.curve),
+            "processes": self.state.num_processes,
             "run_dir": str(run_dir),
         }
 
@@ -159,10 +172,12 @@ class RecipeRun:
                 continue
             self.console.print(f"[{i + 1}/{len(stages)}] {stage.type} ...")
             t0 = time.perf_counter()
-            if stage.type == "push":
+            if stage.type == "push" and self.main:
                 self.write_final()  # push uploads DIR/final
-            run_stage = getattr(self, stage.type)
-            summary = run_stage(stage, i) if stage.type in ("train", "distill", "evaluate") else run_stage(stage)
+            summary = None
+            if self.main or stage.type in DISTRIBUTED_STAGES:
+                run_stage = getattr(self, stage.type)
+                summary = run_stage(stage, i) if stage.type in ("train", "distill", "evaluate") else run_stage(stage)
             record = {
                 "stage": sdir.name,
                 "kind": stage.type,
@@ -171,16 +186,24 @@ class RecipeRun:
                 "seconds": round(time.perf_counter() - t0, 2),
                 "summary": summary,
             }
-            with io.atomic_dir(sdir, overwrite=True) as tmp:
-                if stage.type in MODEL_STAGES:
-                    io.save(self.model, tmp / "model", tokenizer=self.processor)
-                (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
+            if self.main:
+                with io.atomic_dir(sdir, overwrite=True) as tmp:
+                    if stage.type in MODEL_STAGES:
+                        io.save(self.model, tmp / "model", tokenizer=self.processor)
+                    (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
+            self.state.wait_for_everyone()
+            if not self.main:  # the main process's result, as written
+                record = json.loads(done.read_text())
+                if stage.type in MODEL_STAGES and stage.type not in DISTRIBUTED_STAGES:
+                    self.model = io.load(sdir / "model")
             self.results.append(record)
             if stage.type == "train":
                 self.model_path = str(sdir / "model")  # the trained model is the teacher / dense baseline from here
-        if not (stages[-1].type == "push" and (self.output / "final").exists()):  # push (always last) wrote it
-            self.write_final()
-        write_reports(self)
+        if self.main:
+            if not (stages[-1].type == "push" and (self.output / "final").exists()):  # push (always last) wrote it
+                self.write_final()
+            write_reports(self)
+        self.state.wait_for_everyone()
         return self.results
 
     def write_final(self) -> None:
@@ -204,14 +227,19 @@ def run_recipe(
     recipe = load_recipe(path, overrides)  # fails before anything is written
     tasks.get(recipe.task)
     output = Path(output)
-    if output.exists() and not (resume or overwrite):
+    state = PartialState(cpu=not torch.cuda.is_available())
+    existed = output.exists()
+    state.wait_for_everyone()  # every process has looked before the main one creates anything
+    if existed and not (resume or overwrite):
         raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
-    if resume and not output.exists():
+    if resume and not existed:
         raise CompressError("resume", f"{output} does not exist", "run without --resume first")
-    if overwrite and not resume and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.yaml").write_text(yaml.safe_dump(_yaml_form(recipe), sort_keys=False))
+    if state.is_main_process:
+        if overwrite and not resume and existed:
+            shutil.rmtree(output)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "recipe.yaml").write_text(yaml.safe_dump(_yaml_form(recipe), sort_keys=False))
+    state.wait_for_everyone()
     return RecipeRun(recipe, output, resume, console).run()
 
 
