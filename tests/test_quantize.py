@@ -108,6 +108,18 @@ def test_int8_dynamic_other_families(family, tmp_path):
     assert rel_err(out, ref) < TOLERANCE["int8-dynamic"] and torch.equal(out, again)
 
 
+# bert: a plain table; vit: patches, no token table; whisper and gpt2: the table is tied to the output layer
+@pytest.mark.parametrize("family,quantized", [("bert", True), ("vit", False), ("whisper", False), ("gpt2", False)])
+def test_int8_embeddings_reload_exactly_and_shrink_the_table(family, quantized, tmp_path):
+    model, kind = make(family)
+    ref, q, out, again = roundtrip(model, kind, "int8-dynamic", tmp_path, embeddings=True)
+    assert rel_err(out, ref) < TOLERANCE["int8-dynamic"] and torch.equal(out, again)
+    names = q.config.compress["quantization"]["embeddings"]
+    assert bool(names) == quantized
+    if quantized:
+        assert dtypes(tmp_path / "q", [names[0] + ".weight"]) == {torch.int8}
+
+
 @pytest.mark.parametrize("method", ["bnb-int8", "bnb-nf4", "bf16"])
 def test_plain_from_pretrained_loads_transformers_formats(method, tmp_path):
     model, kind = wide("llama")

@@ -7,8 +7,11 @@ layer takes a quarter of its fp32 bytes on disk and in memory. Two kernels, chos
     per-tensor  one activation scale per call; torch's fused dynamic-quantized linear        Faster on CPU.
                 (fbgemm / oneDNN), prepacked from the int8 weight on first use.
 
-`compress.load` rebuilds the `Int8Linear` layers from `config.compress["quantization"]["modules"]` before the weights
-load (see `rebuild`), so the reloaded model computes exactly what the in-memory one did.
+`embeddings=True` also stores the input token-embedding table as int8 rows with one scale each (`Int8Embedding`): in a
+small encoder that table is most of the bytes (MiniLM: 47.7 of 90.9 MB). Skipped when it is tied to the output layer.
+
+`compress.load` rebuilds the `Int8Linear` / `Int8Embedding` layers from `config.compress["quantization"]` before the
+weights load (see `rebuild`), so the reloaded model computes exactly what the in-memory one did.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ GRANULARITIES = ("per-token", "per-tensor")
 @dataclass
 class Int8DynamicConfig(Targets):
     granularity: str = "per-token"  # activation scale per token (accurate) or per call (fused kernel, faster)
+    embeddings: bool = False  # also the input token embeddings as int8 rows (unless tied to the output layer)
 
     def __post_init__(self):
         super().__post_init__()
@@ -119,6 +123,43 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
+class Int8Embedding(nn.Module):
+    """A token-embedding lookup from int8 rows, each with its own fp32 scale."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_float(cls, module: nn.Embedding) -> Int8Embedding:
+        q, scale = quantize_weight(module.weight)
+        layer = cls(*q.shape)
+        layer.weight.copy_(q)
+        layer.weight_scale.copy_(scale)
+        return layer
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[ids].float() * self.weight_scale[ids, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+
+def _embedding_name(model: nn.Module) -> str | None:
+    """The input token embeddings' module name, unless the output layer shares their weight."""
+    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if not isinstance(emb, nn.Embedding):
+        return None
+    if out is not None and out.weight is emb.weight:
+        warnings.warn(
+            "int8-dynamic: the token embeddings are tied to the output layer; they stay in float", stacklevel=3
+        )
+        return None
+    return next(name for name, m in model.named_modules() if m is emb)
+
+
 def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]:
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise CompressError("method", "int8-dynamic runs on CPU only", "move the model to CPU or use bnb-int8 on GPU")
@@ -126,7 +167,10 @@ def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]
     with torch.no_grad():
         for name in names:
             _set_module(model, name, Int8Linear.from_float(model.get_submodule(name), config.granularity))
-    return model, {"modules": names, "kept": sorted(kept)}
+        embedding = _embedding_name(model) if config.embeddings else None
+        if embedding:
+            _set_module(model, embedding, Int8Embedding.from_float(model.get_submodule(embedding)))
+    return model, {"modules": names, "kept": sorted(kept), "embeddings": [embedding] if embedding else []}
 
 
 def rebuild(model: nn.Module, entry: dict) -> None:
@@ -141,6 +185,10 @@ def rebuild(model: nn.Module, entry: dict) -> None:
         device = old.weight.device
         with torch.device(device):
             _set_module(model, name, Int8Linear(in_f, out_f, old.bias is not None, granularity))
+    for name in entry.get("embeddings", []):
+        old = model.get_submodule(name)
+        with torch.device(old.weight.device):
+            _set_module(model, name, Int8Embedding(old.num_embeddings, old.embedding_dim))
 
 
 register_method(
