@@ -16,8 +16,13 @@ from ._cache import cache_dir
 _MODULES = {
     "minilm-l6": "minilm",
     "rotten-tomatoes": "rotten",  # a module named like the function below would shadow it
+    "fashion-mnist": "fashion",
+    "vit-fashion-mnist-scratch": "vit_scratch",
 }
-MODELS = {"minilm-l6"}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
+MODELS = {
+    "minilm-l6",
+    "vit-fashion-mnist-scratch",
+}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
 
 
 def module(name: str):

@@ -1,19 +1,35 @@
-"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split."""
+"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split.
+
+A row is {input: ..., "label": ...}, where the task names its input (`Task.input_key`: "text", "image") and the recipe
+names the column holding it (`data.text_column`, `data.image_column`)."""
 
 from __future__ import annotations
 
 from ..errors import CompressError
 from .schema import DataSpec
 
-BUILTIN = {"rotten-tomatoes"}
+BUILTIN = {"rotten-tomatoes", "fashion-mnist"}
 
 
-def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
-    """{split: [{"text": ..., "label": ...}]}"""
-    if spec.source == "rotten-tomatoes":
-        from ..assets import rotten_tomatoes
+def _builtin(name: str) -> dict[str, list[dict]]:
+    from .. import assets
 
-        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in rotten_tomatoes().items()}
+    if name == "rotten-tomatoes":
+        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in assets.rotten_tomatoes().items()}
+    return assets.module(name).load()  # data assets whose load() already gives rows
+
+
+def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
+    """{split: [{input_key: ..., "label": ...}]}"""
+    if spec.source in BUILTIN:
+        rows = _builtin(spec.source)
+        first = next((r[0] for r in rows.values() if r), {})
+        if input_key not in first:
+            raise CompressError(
+                "data.source", f"{spec.source!r} holds {', '.join(k for k in first if k != 'label')}, not {input_key}",
+                "choose a data source that matches the recipe's task",
+            )  # fmt: skip
+        return rows
     import datasets
 
     try:
@@ -27,15 +43,15 @@ def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
             f"cannot load {spec.source!r} ({type(e).__name__}: {str(e)[:120]})",
             f"use a built-in asset ({', '.join(sorted(BUILTIN))}) or local `files`",
         ) from None
+    field = f"{input_key}_column"
+    column = getattr(spec, field)
     out = {}
     for split in ds:
         cols = ds[split].column_names
-        if spec.text_column not in cols:
-            raise CompressError(
-                "data.text_column", f"split {split!r} has no column {spec.text_column!r}", f"columns: {cols}"
-            )
+        if column not in cols:
+            raise CompressError(f"data.{field}", f"split {split!r} has no column {column!r}", f"columns: {cols}")
         labels = ds[split][spec.label_column] if spec.label_column in cols else [None] * len(ds[split])
-        out[split] = [{"text": t, "label": y} for t, y in zip(ds[split][spec.text_column], labels)]
+        out[split] = [{input_key: x, "label": y} for x, y in zip(ds[split][column], labels)]
     return out
 
 

@@ -40,7 +40,7 @@ class RecipeRun:
         self.model_path = assets.resolve_model(recipe.model)
         self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
         self.model = io.load(self.model_path)
-        self.rows = load_rows(recipe.data)
+        self.rows = load_rows(recipe.data, self.task.input_key)
         self.results: list[dict] = []
 
     # -- helpers ---------------------------------------------------------------------------------------------------

@@ -48,19 +48,20 @@ class Strict(BaseModel):
 
 class DataSpec(Strict):
     source: str = Field(
-        description="built-in asset (rotten-tomatoes), a hub dataset id, or a format for local "
-        "`files` (csv, json, parquet, text)"
+        description="built-in asset (rotten-tomatoes, fashion-mnist), a hub dataset id, or a format for local "
+        "`files` (csv, json, parquet, text, imagefolder)"
     )
     subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
     files: dict[str, str] | None = Field(None, description="local files per split, e.g. {train: a.csv, test: b.csv}")
     text_column: str = Field("text", description="column holding the input text")
+    image_column: str = Field("image", description="column holding the input image (image-classification)")
     label_column: str = Field("label", description="column holding the class label (classification tasks)")
     train_split: str = Field("train", description="split used for calibration, training and distillation")
     eval_split: str = Field("test", description="split used by `evaluate`")
     calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
     eval_size: int = Field(512, gt=0, description="examples evaluated")
-    max_length: int = Field(128, gt=0, description="tokens per text")
+    max_length: int = Field(128, gt=0, description="tokens per text (text tasks)")
 
 
 class PruneStage(Strict):
@@ -160,7 +161,10 @@ STAGE_TYPES = ("train", "prune", "distill", "quantize", "evaluate", "push")
 
 class Recipe(Strict):
     name: str = Field(description="short name, used in reports and model cards")
-    model: str = Field(description="hub id, local folder, or built-in asset (minilm-l6)")
+    model: str = Field(
+        description="hub id, local folder, or built-in asset (minilm-l6; vit-fashion-mnist-scratch, an untrained "
+        "ViT that a first `train` stage with head_only: false trains from scratch)"
+    )
     task: str = Field(description=f"one of {', '.join(TASKS)}")
     teacher: str | None = Field(None, description="distillation teacher (default: the model before the first stage)")
     data: DataSpec

@@ -1,12 +1,15 @@
-"""Recipe tasks: one class per task (text.py; images and audio get their own file). `get(name)` -> the class."""
+"""Recipe tasks: one class per task (text.py, vision.py; audio gets its own file). `get(name)` -> the class."""
 
 from __future__ import annotations
 
 from ...errors import CompressError
 from .base import Task
 from .text import CausalLM, SentenceEmbedding, TextClassification
+from .vision import ImageClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM, ImageClassification)
+}
 
 
 def get(name: str) -> type[Task]:
