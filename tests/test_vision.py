@@ -114,7 +114,7 @@ def test_scratch_vit_asset_is_untrained_seeded_and_processable(tmp_path, monkeyp
     path = assets.resolve_model("vit-fashion-mnist-scratch")
     model = compress.load(path)
     c = model.config
-    assert (c.num_channels, c.image_size, c.patch_size, c.num_attention_heads, c.num_labels) == (1, 28, 4, 6, 10)
+    assert (c.num_channels, c.image_size, c.patch_size, c.num_attention_heads, c.num_labels) == (1, 28, 7, 6, 10)
     assert 2.6e6 < model.num_parameters() < 2.8e6 and c.id2label[9] == "Ankle boot"
     processor = transformers.AutoImageProcessor.from_pretrained(path)
     x = processor(images=np.zeros((28, 28, 1), np.uint8), return_tensors="pt", input_data_format="channels_last")

@@ -1,12 +1,14 @@
 """An untrained ViT for Fashion-MNIST, built from a config with a fixed seed. No package registry ships a pretrained
 ViT, so a recipe's `train` stage (head_only: false) trains this one from scratch into the teacher.
 
-6 layers, 6 heads of 32 (hidden 192), MLP 768, patch 4 on 28x28x1 images: 49 patches + CLS = 50 tokens, 2.7M
-parameters. Heads and neurons are plentiful enough per layer for structured pruning to have real choices.
+6 layers, 6 heads of 32 (hidden 192), MLP 768, 2.7M parameters, on 28x28x1 images cut into 7x7 patches: 16 patches +
+CLS = 17 tokens. Patch 7 rather than 4 (50 tokens) makes training about 3x cheaper per image on a CPU for a small loss
+in accuracy; heads and neurons stay plentiful per layer, so structured pruning has real choices.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -15,7 +17,7 @@ import transformers
 from ._cache import fetched
 from .fashion import CLASSES
 
-DESCRIPTION = "ViT for 28x28 grayscale images (6 layers, 6 heads of 32, MLP 768, patch 4, 10 classes), untrained, 2.7M"
+DESCRIPTION = "ViT for 28x28 grayscale images (6 layers, 6 heads of 32, MLP 768, patch 7, 10 classes), untrained, 2.7M"
 SEED = 0
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics (training images, scaled to [0, 1])
 
@@ -23,7 +25,7 @@ MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics (training images, s
 def config() -> transformers.ViTConfig:
     return transformers.ViTConfig(
         image_size=28,
-        patch_size=4,
+        patch_size=7,
         num_channels=1,
         hidden_size=192,
         num_hidden_layers=6,
@@ -45,5 +47,7 @@ def _build(tmp: Path) -> None:
 
 
 def fetch() -> Path:
-    """Folder with config.json, model.safetensors (random weights, seed 0) and preprocessor_config.json."""
-    return fetched("vit-fashion-mnist-scratch", _build)
+    """Folder with config.json, model.safetensors (random weights, seed 0) and preprocessor_config.json; the cache
+    folder is named after the config and seed, so changing either builds a new one."""
+    key = hashlib.sha256(f"{config().to_json_string()}{SEED}{MEAN}{STD}".encode()).hexdigest()[:8]
+    return fetched(f"vit-fashion-mnist-scratch-{key}", _build)

@@ -76,6 +76,7 @@ class RecipeRun:
             steps=stage.steps,
             batch_size=stage.batch_size,
             lr=stage.lr,
+            warmup_steps=stage.warmup_steps,
             head_only=stage.head_only,
             last_layers=stage.last_layers,
             max_length=d.max_length,

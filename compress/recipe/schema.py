@@ -142,6 +142,7 @@ class TrainStage(Strict):
     steps: int = Field(200, gt=0, description="optimizer steps on the task loss (trains the teacher; must be first)")
     batch_size: int = Field(32, gt=0, description="examples per step")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (warm-up then linear decay)")
+    warmup_steps: int = Field(10, ge=1, description="steps of linear warm-up (longer helps training from scratch)")
     head_only: bool = Field(True, description="train only layers outside the transformer blocks (pooler, classifier)")
     last_layers: int = Field(0, ge=0, description="with head_only: also train the last N transformer blocks")
     num_labels: int | None = Field(None, gt=1, description="classes of a new classification head (default: from data)")
