@@ -99,7 +99,13 @@ class RecipeRun:
         d = self.recipe.data
         examples = self.task.examples(split(self.rows, d.train_split, d.train_size))
         run_dir = self.output / f"{i + 1:02d}-distill.run"
+        stamp = run_dir / "stage_key"  # checkpoints of a distill stage with other settings are not continued
         resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
+        resume = resume and stamp.exists() and stamp.read_text() == self.key(i)
+        if not resume:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(self.key(i))
         result = distill(
             self.model,
             teacher,
