@@ -101,6 +101,16 @@ def test_resume_after_interruption(assets_dir, tmp_path, monkeypatch):
     assert (out / "04-evaluate" / "stage.json").exists() and (out / "report.json").exists()
 
 
+def test_resume_with_changed_distill_settings_starts_distillation_afresh(assets_dir, tmp_path):
+    recipe, out = _recipe(assets_dir, tmp_path), tmp_path / "run"
+    run_recipe(recipe, out)  # leaves a checkpoint at step 2 of 4 in 02-distill.run
+    stamp = (out / "01-prune" / "stage.json").stat().st_mtime_ns
+    run_recipe(recipe, out, resume=True, overrides=["stages.1.lr=0.01"])
+    curve = json.loads((out / "02-distill.run" / "loss_curve.json").read_text())["curve"]
+    assert curve[0]["lr"] == pytest.approx(0.01)  # not the old run's first steps, continued from its checkpoint
+    assert (out / "01-prune" / "stage.json").stat().st_mtime_ns == stamp
+
+
 def test_set_override(assets_dir, tmp_path):
     r = load_recipe(_recipe(assets_dir, tmp_path), ["stages.1.steps=7", "data.eval_size=5"])
     assert r.stages[1].steps == 7 and r.data.eval_size == 5

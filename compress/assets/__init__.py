@@ -19,8 +19,11 @@ _MODULES = {
     "smollm2-135m-instruct": "smollm2",
     "moby-dick": "moby",
     "shakespeare": "shakespeare",
+    "fashion-mnist": "fashion",
+    "vit-fashion-mnist-scratch": "vit_scratch",
 }
-MODELS = {"minilm-l6", "smollm2-135m-instruct"}  # model folders (a recipe's `model` / `teacher` may name them)
+# model folders (a recipe's `model` / `teacher` may name them)
+MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch"}
 # data sets with `load()` -> {split: rows} (a recipe's `data.source` may name them)
 DATA = sorted(set(_MODULES) - MODELS)
 

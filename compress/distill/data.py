@@ -63,7 +63,12 @@ def global_batch(step: int, n_examples: int, global_size: int, seed: int) -> lis
 def fingerprint(teacher, examples: list[dict], mode: str, topk: int) -> str:
     h = hashlib.sha256(json.dumps([teacher.config.to_json_string(), mode, topk, len(examples)]).encode())
     for e in examples[:64]:
-        h.update(repr(sorted((k, list(v) if hasattr(v, "__iter__") else v) for k, v in e.items())).encode())
+        for k, v in sorted(e.items()):
+            h.update(k.encode())
+            if hasattr(v, "shape"):  # tensors, arrays (images, audio): their values (a large tensor's repr is abridged)
+                h.update(torch.as_tensor(v).detach().cpu().float().contiguous().numpy().tobytes())
+            else:
+                h.update(repr(list(v) if hasattr(v, "__iter__") else v).encode())
     return h.hexdigest()[:16]
 
 

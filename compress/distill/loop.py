@@ -138,7 +138,7 @@ class _Distiller:
                 out = self.teacher(**self._inputs(b))
             if mode == "embedding":
                 return {"embedding": self._embedding(out, b).float().cpu()}
-            top = out.logits.float().topk(self.cfg.topk, dim=-1)
+            top = out.logits.float().topk(min(self.cfg.topk, out.logits.shape[-1]), dim=-1)  # k >= classes: all
             return {"values": top.values.half().cpu(), "indices": top.indices.int().cpu()}
 
         path = self.output_dir / "teacher_cache" / f"{mode}.safetensors"

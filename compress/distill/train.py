@@ -52,12 +52,12 @@ def train(
     seed: int = 0,
     output_dir: str | Path | None = None,
 ) -> list[dict]:
-    """Train `model` in place on (text, label) pairs with its own loss; returns the loss curve."""
+    """Train `model` in place on (example, label) pairs with its own loss; examples are texts (with `tokenizer`) or
+    per-example feature dicts (e.g. {"pixel_values": (C, H, W)}). Returns the loss curve."""
     examples = to_examples(data, tokenizer, max_length)
     if len(labels) != len(examples):
         raise CompressError("labels", f"{len(labels)} labels for {len(examples)} examples", "give one label each")
-    for e, y in zip(examples, labels):
-        e["labels"] = int(y)
+    examples = [{**e, "labels": int(y)} for e, y in zip(examples, labels)]  # the caller's dicts stay as they were
     cfg = DistillConfig(
         steps=steps,
         batch_size=batch_size,

@@ -1,4 +1,7 @@
-"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split."""
+"""A recipe's data: built-in assets, local files or hub datasets (through `datasets`) -> rows per split.
+
+A row is {input: ..., "label": ...}, where the task names its input (`Task.input_key`: "text", "image") and the recipe
+names the column holding it (`data.text_column`, `data.image_column`)."""
 
 from __future__ import annotations
 
@@ -9,16 +12,25 @@ from .schema import DataSpec
 BUILTIN = set(assets.DATA)
 
 
-def _row(row: str | tuple) -> dict:
-    """An asset row, a text or a (text, label) pair -> {"text", "label"}; plain texts get label None."""
+def _row(row: str | tuple | dict) -> dict:
+    """An asset row: a dict of features, a text or a (text, label) pair -> a dict; plain texts get label None."""
+    if isinstance(row, dict):
+        return row
     text, label = row if isinstance(row, tuple) else (row, None)
     return {"text": text, "label": label}
 
 
-def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
-    """{split: [{"text": ..., "label": ...}]}"""
+def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
+    """{split: [{input_key: ..., "label": ...}]}"""
     if spec.source in BUILTIN:
-        return {split: [_row(r) for r in rows] for split, rows in assets.load(spec.source).items()}
+        rows = {split: [_row(r) for r in rs] for split, rs in assets.load(spec.source).items()}
+        first = next((r[0] for r in rows.values() if r), {})
+        if input_key not in first:
+            raise CompressError(
+                "data.source", f"{spec.source!r} holds {', '.join(k for k in first if k != 'label')}, not {input_key}",
+                "choose a data source that matches the recipe's task",
+            )  # fmt: skip
+        return rows
     import datasets
 
     try:
@@ -32,15 +44,15 @@ def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
             f"cannot load {spec.source!r} ({type(e).__name__}: {str(e)[:120]})",
             f"use a built-in asset ({', '.join(sorted(BUILTIN))}) or local `files`",
         ) from None
+    field = f"{input_key}_column"
+    column = getattr(spec, field)
     out = {}
     for split in ds:
         cols = ds[split].column_names
-        if spec.text_column not in cols:
-            raise CompressError(
-                "data.text_column", f"split {split!r} has no column {spec.text_column!r}", f"columns: {cols}"
-            )
+        if column not in cols:
+            raise CompressError(f"data.{field}", f"split {split!r} has no column {column!r}", f"columns: {cols}")
         labels = ds[split][spec.label_column] if spec.label_column in cols else [None] * len(ds[split])
-        out[split] = [{"text": t, "label": y} for t, y in zip(ds[split][spec.text_column], labels)]
+        out[split] = [{input_key: x, "label": y} for x, y in zip(ds[split][column], labels)]
     return out
 
 

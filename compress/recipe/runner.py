@@ -52,7 +52,7 @@ class RecipeRun:
         self.model_path = assets.resolve_model(recipe.model)
         self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
         self.model = io.load(self.model_path)
-        self.rows = load_rows(recipe.data)
+        self.rows = load_rows(recipe.data, self.task.input_key)
         self.results: list[dict] = []
 
     # -- helpers ---------------------------------------------------------------------------------------------------
@@ -88,6 +88,7 @@ class RecipeRun:
             steps=stage.steps,
             batch_size=stage.batch_size,
             lr=stage.lr,
+            warmup_steps=stage.warmup_steps,
             head_only=stage.head_only,
             last_layers=stage.last_layers,
             max_length=d.max_length,
@@ -109,11 +110,22 @@ class RecipeRun:
         teacher = io.load(assets.resolve_model(teacher_name)) if teacher_name else self.dense()
         d = self.recipe.data
         run_dir = self.output / f"{i + 1:02d}-distill.run"
+        stamp = run_dir / "stage_key"  # a run folder left by a distill stage with other settings starts afresh
+        fresh = not (stamp.exists() and stamp.read_text() == self.key(i))
+        resume = self.resume and not fresh and (run_dir / "checkpoints" / "latest.json").exists()
+        self.state.wait_for_everyone()  # every process has looked before the main one changes anything
+        if self.main:
+            if not resume:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            if fresh:
+                (run_dir / "chat_samples.json").unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(self.key(i))
+        self.state.wait_for_everyone()
         with self.state.main_process_first():  # teacher-made examples are made once, then read from the cache
             examples = self.task.distill_examples(
                 split(self.rows, d.train_split, d.train_size), teacher, stage, run_dir
             )
-        resume = self.resume and (run_dir / "checkpoints" / "latest.json").exists()
         result = distill(
             self.model,
             teacher,

@@ -50,18 +50,19 @@ class Strict(BaseModel):
 class DataSpec(Strict):
     source: str = Field(
         description=f"built-in asset ({', '.join(DATA)}), a hub dataset id, or a format for local "
-        "`files` (csv, json, parquet, text)"
+        "`files` (csv, json, parquet, text, imagefolder)"
     )
     subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
     files: dict[str, str] | None = Field(None, description="local files per split, e.g. {train: a.csv, test: b.csv}")
     text_column: str = Field("text", description="column holding the input text")
+    image_column: str = Field("image", description="column holding the input image (image-classification)")
     label_column: str = Field("label", description="column holding the class label (classification tasks)")
     train_split: str = Field("train", description="split used for calibration, training and distillation")
     eval_split: str = Field("test", description="split used by `evaluate`")
     calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
     eval_size: int = Field(512, gt=0, description="examples evaluated")
-    max_length: int = Field(128, gt=0, description="tokens per text")
+    max_length: int = Field(128, gt=0, description="tokens per text (text tasks)")
 
 
 class PruneStage(Strict):
@@ -177,6 +178,7 @@ class TrainStage(Strict):
     steps: int = Field(200, gt=0, description="optimizer steps on the task loss (trains the teacher; must be first)")
     batch_size: int = Field(32, gt=0, description="examples per step")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (warm-up then linear decay)")
+    warmup_steps: int = Field(10, ge=1, description="steps of linear warm-up (longer helps training from scratch)")
     head_only: bool = Field(True, description="train only layers outside the transformer blocks (pooler, classifier)")
     last_layers: int = Field(0, ge=0, description="with head_only: also train the last N transformer blocks")
     num_labels: int | None = Field(None, gt=1, description="classes of a new classification head (default: from data)")
@@ -196,7 +198,10 @@ STAGE_TYPES = ("train", "prune", "distill", "quantize", "evaluate", "push")
 
 class Recipe(Strict):
     name: str = Field(description="short name, used in reports and model cards")
-    model: str = Field(description="hub id, local folder, or built-in asset (minilm-l6)")
+    model: str = Field(
+        description="hub id, local folder, or built-in asset (minilm-l6; vit-fashion-mnist-scratch, an untrained "
+        "ViT that a first `train` stage with head_only: false trains from scratch)"
+    )
     task: str = Field(description=f"one of {', '.join(TASKS)}")
     teacher: str | None = Field(None, description="distillation teacher (default: the model before the first stage)")
     data: DataSpec

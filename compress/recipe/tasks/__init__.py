@@ -1,4 +1,4 @@
-"""Recipe tasks: one class per task (text.py, causal_lm.py; images and audio get their own file).
+"""Recipe tasks: one class per task (text.py, causal_lm.py, vision.py; audio gets its own file).
 `get(name)` -> the class."""
 
 from __future__ import annotations
@@ -7,8 +7,11 @@ from ...errors import CompressError
 from .base import Task
 from .causal_lm import CausalLM
 from .text import SentenceEmbedding, TextClassification
+from .vision import ImageClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM, ImageClassification)
+}
 
 
 def get(name: str) -> type[Task]:

@@ -11,6 +11,7 @@ class Task:
     primary: str = ""  # the metric plotted against latency
     higher_is_better: bool = True
     eval_batch_size: int = 64
+    input_key: str = "text"  # the row field holding the model input; the recipe's `data.<input_key>_column` names it
 
     def __init__(self, run):
         self.run, self.data = run, run.recipe.data
