@@ -16,14 +16,24 @@ from ._cache import cache_dir
 _MODULES = {
     "minilm-l6": "minilm",
     "rotten-tomatoes": "rotten",  # a module named like the function below would shadow it
+    "whisper-tiny-en": "whisper_tiny_en",
+    "pocketsphinx-utterances": "pocketsphinx",
+    "espeak-speech": "espeak",
 }
-MODELS = {"minilm-l6"}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
+MODELS = {
+    "minilm-l6",
+    "whisper-tiny-en",
+}  # assets that are model folders (a recipe's `model` / `teacher` may name them)
 
 
 def module(name: str):
     if name not in _MODULES:
         raise CompressError("asset", f"unknown asset {name!r}", f"use one of {', '.join(_MODULES)}")
     return importlib.import_module(f".{_MODULES[name]}", __name__)
+
+
+def names() -> list[str]:
+    return list(_MODULES)
 
 
 def describe() -> dict[str, str]:
@@ -48,4 +58,4 @@ def rotten_tomatoes() -> dict[str, list[tuple[str, int]]]:
     return module("rotten-tomatoes").load()
 
 
-__all__ = ["cache_dir", "describe", "fetch", "minilm_path", "module", "resolve_model", "rotten_tomatoes"]
+__all__ = ["cache_dir", "describe", "names", "fetch", "minilm_path", "module", "resolve_model", "rotten_tomatoes"]
