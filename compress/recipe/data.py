@@ -5,15 +5,38 @@ from __future__ import annotations
 from ..errors import CompressError
 from .schema import DataSpec
 
-BUILTIN = {"rotten-tomatoes"}
+BUILTIN = {"rotten-tomatoes", "pocketsphinx-utterances", "espeak-speech"}
+
+
+def _builtin(source: str, subset: str | None) -> dict[str, list[dict]]:
+    from .. import assets
+
+    if source == "rotten-tomatoes":
+        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in assets.rotten_tomatoes().items()}
+    if source == "espeak-speech":  # audio rows: {"audio", "sampling_rate", "text", "label", ...}
+        return assets.module(source).load(subset or "sentences")
+    return assets.module(source).load()
 
 
 def load_rows(spec: DataSpec) -> dict[str, list[dict]]:
-    """{split: [{"text": ..., "label": ...}]}"""
-    if spec.source == "rotten-tomatoes":
-        from ..assets import rotten_tomatoes
+    """{split: [{"text": ..., "label": ...}]} (audio rows also carry "audio" and "sampling_rate"). A split named
+    `asset:split` or `asset/subset:split` (e.g. pocketsphinx-utterances:test) comes from that built-in asset."""
+    rows = _builtin(spec.source, spec.subset) if spec.source in BUILTIN else _load_dataset(spec)
+    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits):
+        if ":" in name and name not in rows:
+            source, _, part = name.rpartition(":")
+            source, _, subset = source.partition("/")
+            if source not in BUILTIN:
+                raise CompressError(
+                    "data",
+                    f"split {name!r} names {source!r}, not a built-in asset",
+                    f"use {', '.join(sorted(BUILTIN))}",
+                )
+            rows[name] = split(_builtin(source, subset or None), part)
+    return rows
 
-        return {split: [{"text": t, "label": y} for t, y in rows] for split, rows in rotten_tomatoes().items()}
+
+def _load_dataset(spec: DataSpec) -> dict[str, list[dict]]:
     import datasets
 
     try:

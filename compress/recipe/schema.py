@@ -48,18 +48,29 @@ class Strict(BaseModel):
 
 class DataSpec(Strict):
     source: str = Field(
-        description="built-in asset (rotten-tomatoes), a hub dataset id, or a format for local "
-        "`files` (csv, json, parquet, text)"
+        description="built-in asset (rotten-tomatoes, pocketsphinx-utterances, espeak-speech), a hub dataset id, "
+        "or a format for local `files` (csv, json, parquet, text)"
     )
-    subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
+    subset: str | None = Field(
+        None,
+        description="hub dataset configuration name (e.g. wikitext-2-raw-v1), or a built-in asset's subset "
+        "(espeak-speech: sentences | keywords)",
+    )
     files: dict[str, str] | None = Field(None, description="local files per split, e.g. {train: a.csv, test: b.csv}")
     text_column: str = Field("text", description="column holding the input text")
     label_column: str = Field("label", description="column holding the class label (classification tasks)")
     train_split: str = Field("train", description="split used for calibration, training and distillation")
-    eval_split: str = Field("test", description="split used by `evaluate`")
+    eval_split: str = Field(
+        "test",
+        description="split used by `evaluate` (its primary metric); any split may also be `asset:split` or "
+        "`asset/subset:split` of another built-in asset, e.g. pocketsphinx-utterances:test",
+    )
+    extra_eval_splits: list[str] = Field(
+        default_factory=list, description="more splits every model is scored on, reported as `<metric>@<split>`"
+    )
     calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
-    eval_size: int = Field(512, gt=0, description="examples evaluated")
+    eval_size: int = Field(512, gt=0, description="examples evaluated (per split)")
     max_length: int = Field(128, gt=0, description="tokens per text")
 
 
@@ -152,7 +163,12 @@ class EvaluateStage(Strict):
         description="causal LMs: chat prompts answered greedily by every model, shown side by side in the report "
         "with their agreement with the dense model's answers; the first also times generation",
     )
-    max_new_tokens: int = Field(48, gt=0, description="causal LMs: tokens generated per answer and per timing run")
+    max_new_tokens: int = Field(
+        48,
+        gt=0,
+        description="causal LMs: tokens generated per answer and per timing run; speech recognition: "
+        "tokens generated per timing run",
+    )
 
 
 class TrainStage(Strict):

@@ -1,4 +1,4 @@
-"""Recipe tasks: one class per task (text.py, causal_lm.py; images and audio get their own file).
+"""Recipe tasks: one class per task (text.py, causal_lm.py, speech.py; images get their own file).
 `get(name)` -> the class."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 from ...errors import CompressError
 from .base import Task
 from .causal_lm import CausalLM
+from .speech import SpeechRecognition
 from .text import SentenceEmbedding, TextClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM, SpeechRecognition)}
 
 
 def get(name: str) -> type[Task]:
