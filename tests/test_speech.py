@@ -91,7 +91,8 @@ def _clips(texts, seed):
 
 @pytest.fixture
 def fake_speech_cache(tmp_path, monkeypatch):
-    """espeak-speech (sentences) and pocketsphinx-utterances as their cache folders would hold them."""
+    """espeak-speech (sentences, keywords) and pocketsphinx-utterances as their cache folders would hold them (sine
+    tones with transcripts: the pipeline is under test, not recognition)."""
     monkeypatch.setenv("COMPRESS_CACHE", str(tmp_path / "cache"))
     words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
     espeak = tmp_path / "cache" / "espeak-speech"
@@ -103,6 +104,12 @@ def fake_speech_cache(tmp_path, monkeypatch):
     }
     save_clips(espeak / "sentences", {k: [{**r, "label": None} for r in v] for k, v in splits.items()})
     (espeak / ".complete").write_text("ok\n")
+    (espeak / "keywords").mkdir()
+    keywords = {
+        split: [{**r, "label": i % 2} for i, r in enumerate(_clips(["yes", "no"] * n, seed))]
+        for split, n, seed in (("train", 6, 4), ("validation", 1, 5), ("test", 3, 6))
+    }
+    save_clips(espeak / "keywords", keywords)
     real = tmp_path / "cache" / "pocketsphinx-utterances"
     real.mkdir()
     save_clips(real, {"test": [{**r, "label": None} for r in _clips(["ten of clubs", "five five", "go"], 3)]})
@@ -150,6 +157,37 @@ def test_tiny_whisper_recipe_end_to_end(fake_speech_cache, tmp_path):
     proc = AutoProcessor.from_pretrained(tmp_path / "out" / "final")
     feats = proc.feature_extractor([np.zeros(4000)], sampling_rate=16_000, return_tensors="pt").input_features
     assert final.generate(input_features=feats, max_new_tokens=3).shape[1] >= 1
+
+
+def test_tiny_keyword_spotter_recipe_end_to_end(fake_speech_cache, tmp_path, monkeypatch):
+    import transformers as T
+
+    from compress.recipe.tasks.speech import AudioClassification
+    from tiny import make
+
+    monkeypatch.setattr(AudioClassification, "window_seconds", 0.05)  # 800 samples, what the tiny model is built for
+    model, _ = make("wav2vec2")
+    compress.save(model, tmp_path / "model", tokenizer=T.Wav2Vec2FeatureExtractor())
+    recipe = {
+        "name": "tiny-kws",
+        "model": str(tmp_path / "model"),
+        "task": "audio-classification",
+        "data": {"source": "espeak-speech", "subset": "keywords", "calibration_size": 4},
+        "stages": [
+            {"prune": {"heads": 0.5, "mlp": 0.5, "criterion": "activation"}},
+            {"distill": {"steps": 2, "batch_size": 4, "warmup_steps": 1}},
+            {"quantize": {"method": "int8-dynamic"}},
+            {"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4]}},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run_recipe(tmp_path / "r.yaml", tmp_path / "out")
+    ev = json.loads((tmp_path / "out" / "report.json").read_text())["evaluation"]
+    rows = ev["rows"]
+    assert ev["primary_metric"] == "accuracy" and [r["name"] for r in rows][-1] == "03-quantize"
+    assert all(0 <= r["accuracy"] <= 1 and r["macs"] > 0 and r["speedup_b4"] > 0 for r in rows)
+    assert rows[1]["macs"] < rows[0]["macs"] and "**SYNTHETIC**" in (tmp_path / "out" / "report.md").read_text()
+    assert T.AutoFeatureExtractor.from_pretrained(tmp_path / "out" / "final").sampling_rate == 16_000
 
 
 @pytest.mark.asset

@@ -6,10 +6,19 @@ from __future__ import annotations
 from ...errors import CompressError
 from .base import Task
 from .causal_lm import CausalLM
-from .speech import SpeechRecognition
+from .speech import AudioClassification, SpeechRecognition
 from .text import SentenceEmbedding, TextClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM, SpeechRecognition)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t
+    for t in (
+        TextClassification,
+        SentenceEmbedding,
+        CausalLM,
+        SpeechRecognition,
+        AudioClassification,
+    )
+}
 
 
 def get(name: str) -> type[Task]:

@@ -1,4 +1,9 @@
-"""Speech recognition with encoder-decoder models that read log-mel features (Whisper): audio rows -> input features,
+"""Speech tasks.
+
+Audio classification (keyword spotting) with audio encoders that have a classification head (wav2vec2, HuBERT):
+clips padded / cut to `AudioClassification.window_seconds`, quality = accuracy and macro F1.
+
+Speech recognition with encoder-decoder models that read log-mel features (Whisper): audio rows -> input features,
 transcripts -> decoder labels; quality = word error rate of greedy transcripts (`compress.evaluate.speech`).
 
 Cost of a seq2seq model is one encoded audio window plus a transcript decoded token by token, so:
@@ -18,11 +23,95 @@ import torch
 import transformers
 
 from ...errors import CompressError
+from ...evaluate import tasks as metrics
 from ...evaluate.speech import transcribe_features, wer
 from ...stats import latency_side_by_side, traced_linear_macs
 from .base import Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
+
+
+def _check_rate(rows: list[dict], rate: int) -> None:
+    rates = {r.get("sampling_rate", rate) for r in rows}
+    if rates - {rate}:
+        raise CompressError("data", f"audio at {sorted(rates)} Hz, the model reads {rate} Hz", "resample the data")
+
+
+def _attention_macs(model, queries_of) -> int:
+    """Scores (q.k) and weighted sums (p.v) of every attention block: 2 x queries x keys x width."""
+    from ...models import get_adapter
+
+    adapter, total = get_adapter(model), 0
+    for stack, layers in adapter.stacks(model).items():
+        for layer in layers:
+            for role, site in adapter.attentions(layer).items():
+                queries, keys = queries_of(stack, role)
+                total += 2 * queries * keys * site.num_heads * site.head_dim
+    return total
+
+
+class AudioClassification(Task):
+    name, primary = "audio-classification", "accuracy"
+    eval_batch_size = 32
+    window_seconds = 1.0  # Speech-Commands-style clips: every clip padded / cut to one second
+
+    def processor(self, model_path: str):
+        return transformers.AutoFeatureExtractor.from_pretrained(model_path)
+
+    def with_head(self, model, model_path, num_labels):
+        if type(model).__name__.endswith(("SequenceClassification", "AudioClassification")):
+            return model
+        return transformers.AutoModelForAudioClassification.from_pretrained(model_path, num_labels=num_labels)
+
+    def _inputs(self, rows: list[dict]) -> dict:
+        fe = self.run.processor
+        _check_rate(rows, fe.sampling_rate)
+        n = int(self.window_seconds * fe.sampling_rate)
+        out = fe(
+            [r["audio"][:n] for r in rows],
+            sampling_rate=fe.sampling_rate,
+            padding="max_length",
+            max_length=n,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return {k: out[k] for k in fe.model_input_names if k in out}
+
+    def examples(self, rows):
+        x = self._inputs(rows)
+        return [{k: v[i] for k, v in x.items()} for i in range(len(rows))]
+
+    def batches(self, rows, batch_size, with_labels=False):
+        out = []
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            b = self._inputs(chunk)
+            if with_labels and chunk and chunk[0].get("label") is not None:
+                b["labels"] = torch.tensor(self.labels(chunk))
+            out.append(b)
+        return out
+
+    def latency_inputs(self, rows, batch_size):
+        rows = rows or [{"audio": torch.zeros(1).numpy()}]
+        return self._inputs((rows * batch_size)[:batch_size])
+
+    def macs(self, model) -> int:
+        """Linear layers as they run on one window (hooks) plus attention over its frames; the convolutional front end
+        is counted too (its Conv1d layers)."""
+        x = self.latency_inputs([], 1)
+        samples = next(iter(x.values())).shape[-1]
+        frames = (
+            int(model._get_feat_extract_output_lengths(samples))
+            if hasattr(model, "_get_feat_extract_output_lengths")
+            else samples
+        )
+        return traced_linear_macs(model, x) + _attention_macs(model, lambda stack, role: (frames, frames))
+
+    def prepare(self, dense, eval_rows, stage):
+        self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size, with_labels=True)
+
+    def quality(self, model, dense=False):
+        return metrics.classification(model, self.eval_batches)
 
 
 class SpeechRecognition(Task):
@@ -41,9 +130,7 @@ class SpeechRecognition(Task):
     def _features(self, rows: list[dict]) -> torch.Tensor:
         """(N, mel bins, frames): every clip padded / cut to the model's window."""
         fe = self.run.processor.feature_extractor
-        rates = {r.get("sampling_rate", fe.sampling_rate) for r in rows}
-        if rates - {fe.sampling_rate}:
-            raise CompressError("data", f"audio at {sorted(rates)} Hz, the model reads {fe.sampling_rate} Hz")
+        _check_rate(rows, fe.sampling_rate)
         audio = [r["audio"] for r in rows]
         return fe(audio, sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
 
@@ -76,20 +163,15 @@ class SpeechRecognition(Task):
         }
 
     def macs(self, model) -> int:
-        from ...models import get_adapter
-
         x = self.latency_inputs([], 1)
         frames = x["input_features"].shape[-1] // 2  # Whisper's second convolution has stride 2
-        linear = traced_linear_macs(model, x)
-        adapter, attention = get_adapter(model), 0
-        for stack, layers in adapter.stacks(model).items():
-            for layer in layers:
-                for role, site in adapter.attentions(layer).items():
-                    width = site.num_heads * site.head_dim
-                    queries = frames if stack == "encoder" else LATENCY_TOKENS
-                    keys = LATENCY_TOKENS if stack == "decoder" and role == "self_attn" else frames
-                    attention += 2 * queries * keys * width  # scores q.k and the weighted sum p.v
-        return linear + attention
+
+        def sizes(stack, role):  # (queries, keys)
+            if stack == "encoder":
+                return frames, frames
+            return LATENCY_TOKENS, LATENCY_TOKENS if role == "self_attn" else frames
+
+        return traced_linear_macs(model, x) + _attention_macs(model, sizes)
 
     # -- quality ---------------------------------------------------------------------------------------------------
     def prepare(self, dense, eval_rows, stage):
