@@ -59,3 +59,26 @@ def latency_side_by_side(
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+@torch.inference_mode()
+def traced_linear_macs(model: nn.Module, inputs: dict) -> int:
+    """Multiply-accumulates of the Linear, Conv1D and Conv1d layers in one forward on `inputs`, counted with hooks
+    as they run (so layers applied per audio frame, per token or once per sequence are each counted right).
+    Attention score/value products are not included."""
+    total = 0
+
+    def count(module, args, out):
+        nonlocal total
+        if isinstance(module, nn.Conv1d):
+            total += out.numel() * module.in_channels // module.groups * module.kernel_size[0]
+        else:
+            total += out.numel() * (module.nx if isinstance(module, Conv1D) else module.in_features)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, Conv1D, nn.Conv1d))]
+    try:
+        model(**inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total

@@ -180,3 +180,26 @@ def sentences(n: int, seed: int = 0) -> list[str]:
         )
         for _ in range(n)
     ]
+
+
+def whisper_asr():
+    """The tiny Whisper with a matching WhisperProcessor, for speech-recognition tests: a character-level byte BPE
+    tokenizer (no merges) whose ids 0-2 are <|endoftext|>, <|startoftranscript|>, <|notimestamps|> (the model's end,
+    decoder start and no-timestamps ids), and a feature extractor making 8 mel bins x 32 frames per 1-second window
+    (what `max_source_positions=16` expects)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    model, _ = make("whisper")
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
+    chars = ["Ġ", *"abcdefghijklmnopqrstuvwxyz.,'", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", *"01234"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}  # exactly V = 64 ids
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    tokenizer = T.WhisperTokenizer(tokenizer_object=tok, predict_timestamps=False)
+    features = T.WhisperFeatureExtractor(feature_size=8, hop_length=500, chunk_length=1, n_fft=1024)
+    for cfg in (model.config, model.generation_config):
+        cfg.eos_token_id = cfg.pad_token_id = 0
+        cfg.decoder_start_token_id = 1
+    model.generation_config.no_timestamps_token_id = 2
+    return model, T.WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)

@@ -21,9 +21,12 @@ _MODULES = {
     "shakespeare": "shakespeare",
     "fashion-mnist": "fashion",
     "vit-fashion-mnist-scratch": "vit_scratch",
+    "whisper-tiny-en": "whisper_tiny_en",
+    "pocketsphinx-utterances": "pocketsphinx",
+    "espeak-speech": "espeak",
 }
 # model folders (a recipe's `model` / `teacher` may name them)
-MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch"}
+MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch", "whisper-tiny-en"}
 # data sets with `load()` -> {split: rows} (a recipe's `data.source` may name them)
 DATA = sorted(set(_MODULES) - MODELS)
 
@@ -32,6 +35,10 @@ def module(name: str):
     if name not in _MODULES:
         raise CompressError("asset", f"unknown asset {name!r}", f"use one of {', '.join(_MODULES)}")
     return importlib.import_module(f".{_MODULES[name]}", __name__)
+
+
+def names() -> list[str]:
+    return list(_MODULES)
 
 
 def describe() -> dict[str, str]:
@@ -48,11 +55,12 @@ def resolve_model(name_or_path: str) -> str:
     return str(fetch(name_or_path)) if name_or_path in MODELS else name_or_path
 
 
-def load(name: str) -> dict[str, list]:
-    """A data asset's rows per split: texts, or (text, label) pairs."""
+def load(name: str, *subset: str) -> dict[str, list]:
+    """A data asset's rows per split: texts, (text, label) pairs or dicts of features; `subset` for assets that
+    have several (espeak-speech: sentences | keywords)."""
     if name in MODELS:
         raise CompressError("asset", f"{name!r} is a model, not a data set", f"use one of {', '.join(DATA)}")
-    return module(name).load()
+    return module(name).load(*subset)
 
 
 def minilm_path() -> Path:
@@ -72,6 +80,7 @@ __all__ = [
     "load",
     "minilm_path",
     "module",
+    "names",
     "resolve_model",
     "rotten_tomatoes",
 ]

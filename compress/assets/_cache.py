@@ -50,3 +50,19 @@ def fetched(name: str, fetch) -> Path:
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+def apt_install(package: str, marker: Path) -> None:
+    """`apt-get install -y package` unless `marker` (a file the package ships) already exists; needs root."""
+    if marker.exists():
+        return
+    hint = f"run `apt-get update && apt-get install -y {package}` as root"
+    if shutil.which("apt-get") is None:
+        raise CompressError("asset", f"{package} is not installed and this system has no apt-get", hint)
+    if os.geteuid() != 0:
+        raise CompressError("asset", f"{package} is not installed (installing it needs root)", hint)
+    try:
+        run_tool(["apt-get", "install", "-y", "-q", package], hint)
+    except CompressError:  # stale or missing package lists: refresh once
+        run_tool(["apt-get", "update", "-q"], hint)
+        run_tool(["apt-get", "install", "-y", "-q", package], hint)

@@ -30,7 +30,8 @@ def to_examples(data, tokenizer=None, max_length: int = 128) -> list[dict]:
 
 
 def collate(examples: list[dict], tokenizer=None) -> dict:
-    """Pad token sequences with the tokenizer; stack fixed-size features (images, audio frames)."""
+    """Pad token sequences with the tokenizer; stack fixed-size features (images, audio frames); token labels are
+    padded with -100 (ignored by losses and masks)."""
     if tokenizer is not None and "input_ids" in examples[0]:
         batch = dict(
             tokenizer.pad([{k: v for k, v in e.items() if k != "labels"} for e in examples], return_tensors="pt")
@@ -38,7 +39,10 @@ def collate(examples: list[dict], tokenizer=None) -> dict:
         if "labels" in examples[0]:
             batch["labels"] = _pad_labels([e["labels"] for e in examples])
         return batch
-    return {k: torch.stack([torch.as_tensor(e[k]) for e in examples]) for k in examples[0]}
+    batch = {k: torch.stack([torch.as_tensor(e[k]) for e in examples]) for k in examples[0] if k != "labels"}
+    if "labels" in examples[0]:  # class ids, or token sequences of different lengths (speech transcripts)
+        batch["labels"] = _pad_labels([e["labels"] for e in examples])
+    return batch
 
 
 def _pad_labels(labels) -> torch.Tensor:

@@ -20,17 +20,39 @@ def _row(row: str | tuple | dict) -> dict:
     return {"text": text, "label": label}
 
 
+def _builtin(source: str, subset: str | None) -> dict[str, list[dict]]:
+    raw = assets.load(source, subset) if subset else assets.load(source)
+    return {name: [_row(r) for r in rows] for name, rows in raw.items()}
+
+
 def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
-    """{split: [{input_key: ..., "label": ...}]}"""
+    """{split: [{input_key: ..., "label": ...}]} (audio rows also carry "sampling_rate" and "text"). A split named
+    `asset:split` or `asset/subset:split` (e.g. pocketsphinx-utterances:test) comes from that built-in asset."""
     if spec.source in BUILTIN:
-        rows = {split: [_row(r) for r in rs] for split, rs in assets.load(spec.source).items()}
+        rows = _builtin(spec.source, spec.subset)
         first = next((r[0] for r in rows.values() if r), {})
         if input_key not in first:
             raise CompressError(
                 "data.source", f"{spec.source!r} holds {', '.join(k for k in first if k != 'label')}, not {input_key}",
                 "choose a data source that matches the recipe's task",
             )  # fmt: skip
-        return rows
+    else:
+        rows = _load_dataset(spec, input_key)
+    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits):
+        if ":" in name and name not in rows:
+            source, _, part = name.rpartition(":")
+            source, _, subset = source.partition("/")
+            if source not in BUILTIN:
+                raise CompressError(
+                    "data",
+                    f"split {name!r} names {source!r}, not a built-in asset",
+                    f"use {', '.join(sorted(BUILTIN))}",
+                )
+            rows[name] = split(_builtin(source, subset or None), part)
+    return rows
+
+
+def _load_dataset(spec: DataSpec, input_key: str) -> dict[str, list[dict]]:
     import datasets
 
     try:

@@ -13,13 +13,13 @@ import torch
 from .. import io
 from ..memory import peak_rss
 from ..progress import track
-from ..stats import count_params, estimate_macs, latency_side_by_side, weights_size
+from ..stats import count_params, latency_side_by_side, weights_size
 from .data import split
 
 
-def _macs(model, seq: int) -> int | None:
+def _macs(task, model) -> int | None:
     try:
-        return estimate_macs(model, seq)
+        return task.macs(model)
     except Exception:  # quantized modules are not Linear layers: no estimate rather than a wrong one
         return None
 
@@ -30,21 +30,40 @@ def _peak_mb(folder: Path, shapes: dict) -> float | None:
     return None if peak is None else peak / 2**20
 
 
+def _scorer(run, stage, dense):
+    """quality(model, dense) on the eval split, plus `<metric>@<split>` for each of `data.extra_eval_splits` (each
+    scored by its own task instance, prepared on that split)."""
+    d, task = run.recipe.data, run.task
+    extras = {}
+    for name in d.extra_eval_splits:
+        extras[name] = type(task)(run)
+        extras[name].prepare(dense, split(run.rows, name, d.eval_size), stage)
+
+    def quality(model, dense: bool = False) -> dict:
+        out = task.quality(model, dense=dense)
+        for name, t in extras.items():
+            numbers = {k: v for k, v in t.quality(model, dense=dense).items() if isinstance(v, (int, float))}
+            out.update({f"{k}@{name}": v for k, v in numbers.items()})
+        return out
+
+    return quality
+
+
 def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
     d, task = run.recipe.data, run.task
     dense = run.dense()
     eval_rows = split(run.rows, d.eval_split, d.eval_size)
     shapes = {bs: task.latency_inputs(eval_rows[:bs], bs) for bs in stage.latency_batch_sizes}
     task.prepare(dense, eval_rows, stage)
-    seq = task.macs_length()
+    quality = _scorer(run, stage, dense)
     local = Path(run.model_path)
     dense_row = {
         "name": "dense",
         "params": count_params(dense),
         "size_bytes": weights_size(local) if local.exists() else 4 * count_params(dense),
-        "macs": _macs(dense, seq),
+        "macs": _macs(task, dense),
         "peak_memory_mb": _peak_mb(local, shapes) if stage.peak_memory and local.exists() else None,
-        **task.quality(dense, dense=True),
+        **quality(dense, dense=True),
     }
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
@@ -54,14 +73,14 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         quantized = bool((getattr(model.config, "compress", None) or {}).get("quantization"))
         # a quantized model has the parameters and MACs of the model it was made from (packed or int8, not fewer)
         params = rows[-1]["params"] if quantized else count_params(model)
-        macs = rows[-1]["macs"] if quantized else _macs(model, seq)
+        macs = rows[-1]["macs"] if quantized else _macs(task, model)
         row = {
             "name": name,
             "params": params,
             "size_bytes": weights_size(path),
             "macs": macs,
             "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,
-            **task.quality(model),
+            **quality(model),
         }
         for bs, x in shapes.items():
             with torch.inference_mode():
@@ -80,4 +99,11 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
     if any("gen_speedup" in r for r in rows):
         seen = sorted(r["dense_gen_tokens_per_s"] for r in rows[1:])
         dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = seen[len(seen) // 2], 1.0
-    return {"task": task.name, "primary_metric": task.primary, "higher_is_better": task.higher_is_better, "rows": rows}
+    return {
+        "task": task.name,
+        "primary_metric": task.primary,
+        "higher_is_better": task.higher_is_better,
+        "eval_split": d.eval_split,
+        "extra_eval_splits": list(d.extra_eval_splits),
+        "rows": rows,
+    }

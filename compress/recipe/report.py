@@ -33,6 +33,23 @@ def metrics_table(evaluation: dict) -> str:
     return "\n".join(lines)
 
 
+def data_lines(recipe) -> list[str]:
+    """Where each split came from, with the built-in asset's description: synthetic data is labelled SYNTHETIC."""
+    from .. import assets
+
+    d = recipe.data
+    roles = [(d.train_split, "training / calibration"), (d.eval_split, "evaluation (primary metric)")]
+    roles += [(s, f"extra evaluation (`<metric>@{s}` columns)") for s in d.extra_eval_splits]
+    lines = []
+    for name, role in roles:
+        source, subset = (name.rpartition(":")[0].partition("/")[::2]) if ":" in name else (d.source, d.subset)
+        about = assets.describe().get(source) if source in assets.names() else None
+        label = f"{source}/{subset}" if subset else source
+        flag = " **SYNTHETIC**" if about and "SYNTHETIC" in about.upper() else ""
+        lines.append(f"- {role}: split `{name}` of `{label}`{flag}" + (f" ({about})" if about else ""))
+    return lines
+
+
 def write_reports(run) -> None:
     out = run.output
     evaluation = _evaluation(run)
@@ -54,6 +71,7 @@ def write_reports(run) -> None:
         "|---|---|",
     ]
     md += [f"| {r['stage']} | {r['seconds']} |" for r in run.results]
+    md += ["", "## Data", ""] + data_lines(run.recipe)
     if evaluation:
         md += [
             "",
@@ -173,7 +191,7 @@ def write_model_card(folder: Path, run) -> None:
         "```",
     ]
     if evaluation:
-        text += ["", "## Metrics", "", metrics_table(evaluation)]
+        text += ["", "## Metrics", "", *data_lines(recipe), "", metrics_table(evaluation)]
     if recipe.license:
         text += ["", f"Licence: {recipe.license} (inherited from the base model)."]
     (folder / "README.md").write_text("\n".join(text) + "\n")

@@ -52,16 +52,27 @@ class DataSpec(Strict):
         description=f"built-in asset ({', '.join(DATA)}), a hub dataset id, or a format for local "
         "`files` (csv, json, parquet, text, imagefolder)"
     )
-    subset: str | None = Field(None, description="hub dataset configuration name (e.g. wikitext-2-raw-v1)")
+    subset: str | None = Field(
+        None,
+        description="hub dataset configuration name (e.g. wikitext-2-raw-v1), or a built-in asset's subset "
+        "(espeak-speech: sentences | keywords)",
+    )
     files: dict[str, str] | None = Field(None, description="local files per split, e.g. {train: a.csv, test: b.csv}")
     text_column: str = Field("text", description="column holding the input text")
     image_column: str = Field("image", description="column holding the input image (image-classification)")
     label_column: str = Field("label", description="column holding the class label (classification tasks)")
     train_split: str = Field("train", description="split used for calibration, training and distillation")
-    eval_split: str = Field("test", description="split used by `evaluate`")
+    eval_split: str = Field(
+        "test",
+        description="split used by `evaluate` (its primary metric); any split may also be `asset:split` or "
+        "`asset/subset:split` of another built-in asset, e.g. pocketsphinx-utterances:test",
+    )
+    extra_eval_splits: list[str] = Field(
+        default_factory=list, description="more splits every model is scored on, reported as `<metric>@<split>`"
+    )
     calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
-    eval_size: int = Field(512, gt=0, description="examples evaluated")
+    eval_size: int = Field(512, gt=0, description="examples evaluated (per split)")
     max_length: int = Field(128, gt=0, description="tokens per text (text tasks)")
 
 
@@ -162,7 +173,12 @@ class EvaluateStage(Strict):
         description="causal LMs: for each chat prompt, a word its answer must contain (case-insensitive); the share "
         "of answers that do is reported as `answers_correct`",
     )
-    max_new_tokens: int = Field(48, gt=0, description="causal LMs: tokens generated per answer and per timing run")
+    max_new_tokens: int = Field(
+        48,
+        gt=0,
+        description="causal LMs: tokens generated per answer and per timing run; speech recognition: "
+        "tokens generated per timing run",
+    )
 
     @model_validator(mode="after")
     def _expect_matches_prompts(self):

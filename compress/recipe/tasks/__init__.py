@@ -1,4 +1,4 @@
-"""Recipe tasks: one class per task (text.py, causal_lm.py, vision.py; audio gets its own file).
+"""Recipe tasks: one class per task (text.py, causal_lm.py, vision.py, speech.py).
 `get(name)` -> the class."""
 
 from __future__ import annotations
@@ -6,11 +6,20 @@ from __future__ import annotations
 from ...errors import CompressError
 from .base import Task
 from .causal_lm import CausalLM
+from .speech import AudioClassification, SpeechRecognition
 from .text import SentenceEmbedding, TextClassification
 from .vision import ImageClassification
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (TextClassification, SentenceEmbedding, CausalLM, ImageClassification)
+    t.name: t
+    for t in (
+        TextClassification,
+        SentenceEmbedding,
+        CausalLM,
+        ImageClassification,
+        SpeechRecognition,
+        AudioClassification,
+    )
 }
 
 

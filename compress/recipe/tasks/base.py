@@ -48,6 +48,12 @@ class Task:
         """Sequence length the MACs estimate is taken at."""
         return self.data.max_length
 
+    def macs(self, model) -> int:
+        """Multiply-accumulates of one inference (see `stats.estimate_macs`), at `macs_length` tokens."""
+        from ...stats import estimate_macs
+
+        return estimate_macs(model, self.macs_length())
+
     # -- quality ---------------------------------------------------------------------------------------------------
     def prepare(self, dense, eval_rows: list[dict], stage) -> None:
         """Compute once what every model is compared with (e.g. the dense model's embeddings); `stage` is the

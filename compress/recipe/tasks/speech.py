@@ -1,0 +1,197 @@
+"""Speech tasks.
+
+Audio classification (keyword spotting) with audio encoders that have a classification head (wav2vec2, HuBERT):
+clips padded / cut to `AudioClassification.window_seconds`, quality = accuracy and macro F1.
+
+Speech recognition with encoder-decoder models that read log-mel features (Whisper): audio rows -> input features,
+transcripts -> decoder labels; quality = word error rate of greedy transcripts (`compress.evaluate.speech`).
+
+Cost of a seq2seq model is one encoded audio window plus a transcript decoded token by token, so:
+
+- latency (`latency_b*`): one forward on a full window (Whisper: 30 s, 1,500 encoder frames) with `LATENCY_TOKENS`
+  decoder tokens teacher-forced (encoder + one decoder pass);
+- generation speed (`gen_tokens_per_s`): greedy `generate` of exactly `evaluate.max_new_tokens` tokens for one clip
+  (encoder once + that many cached decoder steps), reported as tokens per second, side by side with the dense model;
+- MACs: the Linear and convolution layers as they run in the latency forward (counted with hooks: the audio front end
+  and encoder per frame, cross-attention keys/values once per window, the decoder and vocabulary projection per
+  token) plus the attention products.
+"""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+from ...errors import CompressError
+from ...evaluate import tasks as metrics
+from ...evaluate.speech import transcribe_features, wer
+from ...stats import latency_side_by_side, traced_linear_macs
+from .base import Task
+
+LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
+
+
+def _check_rate(rows: list[dict], rate: int) -> None:
+    rates = {r.get("sampling_rate", rate) for r in rows}
+    if rates - {rate}:
+        raise CompressError("data", f"audio at {sorted(rates)} Hz, the model reads {rate} Hz", "resample the data")
+
+
+def _attention_macs(model, queries_of) -> int:
+    """Scores (q.k) and weighted sums (p.v) of every attention block: 2 x queries x keys x width."""
+    from ...models import get_adapter
+
+    adapter, total = get_adapter(model), 0
+    for stack, layers in adapter.stacks(model).items():
+        for layer in layers:
+            for role, site in adapter.attentions(layer).items():
+                queries, keys = queries_of(stack, role)
+                total += 2 * queries * keys * site.num_heads * site.head_dim
+    return total
+
+
+class AudioClassification(Task):
+    name, primary = "audio-classification", "accuracy"
+    eval_batch_size = 32
+    window_seconds = 1.0  # Speech-Commands-style clips: every clip padded / cut to one second
+
+    def processor(self, model_path: str):
+        return transformers.AutoFeatureExtractor.from_pretrained(model_path)
+
+    def with_head(self, model, model_path, num_labels):
+        if type(model).__name__.endswith(("SequenceClassification", "AudioClassification")):
+            return model
+        return transformers.AutoModelForAudioClassification.from_pretrained(model_path, num_labels=num_labels)
+
+    def _inputs(self, rows: list[dict]) -> dict:
+        fe = self.run.processor
+        _check_rate(rows, fe.sampling_rate)
+        n = int(self.window_seconds * fe.sampling_rate)
+        out = fe(
+            [r["audio"][:n] for r in rows],
+            sampling_rate=fe.sampling_rate,
+            padding="max_length",
+            max_length=n,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return {k: out[k] for k in fe.model_input_names if k in out}
+
+    def examples(self, rows):
+        x = self._inputs(rows)
+        return [{k: v[i] for k, v in x.items()} for i in range(len(rows))]
+
+    def batches(self, rows, batch_size, with_labels=False):
+        out = []
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            b = self._inputs(chunk)
+            if with_labels and chunk and chunk[0].get("label") is not None:
+                b["labels"] = torch.tensor(self.labels(chunk))
+            out.append(b)
+        return out
+
+    def latency_inputs(self, rows, batch_size):
+        rows = rows or [{"audio": torch.zeros(1).numpy()}]
+        return self._inputs((rows * batch_size)[:batch_size])
+
+    def macs(self, model) -> int:
+        """Linear layers as they run on one window (hooks) plus attention over its frames; the convolutional front end
+        is counted too (its Conv1d layers)."""
+        x = self.latency_inputs([], 1)
+        samples = next(iter(x.values())).shape[-1]
+        frames = (
+            int(model._get_feat_extract_output_lengths(samples))
+            if hasattr(model, "_get_feat_extract_output_lengths")
+            else samples
+        )
+        return traced_linear_macs(model, x) + _attention_macs(model, lambda stack, role: (frames, frames))
+
+    def prepare(self, dense, eval_rows, stage):
+        self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size, with_labels=True)
+
+    def quality(self, model, dense=False):
+        return metrics.classification(model, self.eval_batches)
+
+
+class SpeechRecognition(Task):
+    name, primary, higher_is_better = "speech-recognition", "wer", False
+    eval_batch_size = 8  # 30-second windows: activations of a batch are large
+
+    def processor(self, model_path: str):
+        proc = transformers.AutoProcessor.from_pretrained(model_path)
+        if not hasattr(proc, "feature_extractor") or not hasattr(proc, "tokenizer"):
+            raise CompressError(
+                "model", f"{model_path} has no speech processor (feature extractor + tokenizer)", "use a Whisper model"
+            )
+        return proc
+
+    # -- data side ---------------------------------------------------------------------------------------------
+    def _features(self, rows: list[dict]) -> torch.Tensor:
+        """(N, mel bins, frames): every clip padded / cut to the model's window."""
+        fe = self.run.processor.feature_extractor
+        _check_rate(rows, fe.sampling_rate)
+        audio = [r["audio"] for r in rows]
+        return fe(audio, sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
+
+    def _label_ids(self, text: str) -> list[int]:
+        """Tokenizer ids (prefix tokens, text, end of text) minus the decoder start token, which the model prepends
+        itself when it shifts labels right; at most `data.max_length` tokens."""
+        ids = self.run.processor.tokenizer(text).input_ids
+        if ids and ids[0] == self.run.model.config.decoder_start_token_id:
+            ids = ids[1:]
+        return ids[: self.data.max_length]
+
+    def examples(self, rows):
+        """{"input_features", "labels"} per clip: labels are the row's transcript (ground truth)."""
+        feats = self._features(rows)
+        return [{"input_features": f, "labels": torch.tensor(self._label_ids(r["text"]))} for f, r in zip(feats, rows)]
+
+    def batches(self, rows, batch_size, with_labels=False):
+        """Features with labels always: the decoder's inputs come from them (calibration runs the decoder too)."""
+        from ...distill.data import collate
+
+        batch_size = min(batch_size, self.eval_batch_size)
+        return [collate(self.examples(rows[i : i + batch_size])) for i in range(0, len(rows), batch_size)]
+
+    def latency_inputs(self, rows, batch_size):
+        rows = rows or [{"audio": torch.zeros(16_000).numpy()}]
+        start = self.run.model.config.decoder_start_token_id
+        return {
+            "input_features": self._features((rows * batch_size)[:batch_size]),
+            "decoder_input_ids": torch.full((batch_size, LATENCY_TOKENS), start, dtype=torch.long),
+        }
+
+    def macs(self, model) -> int:
+        x = self.latency_inputs([], 1)
+        frames = x["input_features"].shape[-1] // 2  # Whisper's second convolution has stride 2
+
+        def sizes(stack, role):  # (queries, keys)
+            if stack == "encoder":
+                return frames, frames
+            return LATENCY_TOKENS, LATENCY_TOKENS if role == "self_attn" else frames
+
+        return traced_linear_macs(model, x) + _attention_macs(model, sizes)
+
+    # -- quality ---------------------------------------------------------------------------------------------------
+    def prepare(self, dense, eval_rows, stage):
+        self.stage = stage
+        self.references = [r["text"] for r in eval_rows]
+        self.features = self._features(eval_rows)
+
+    def quality(self, model, dense=False):
+        hyps = transcribe_features(model, self.run.processor, self.features, self.eval_batch_size, self.data.max_length)
+        return {"wer": wer(self.references, hyps), "generation": hyps[0] if hyps else ""}
+
+    @torch.inference_mode()
+    def generation_latency(self, models, repeats):
+        """Exactly `max_new_tokens` greedy tokens (end of text suppressed) for one eval clip, batch 1."""
+        model = next(iter(models.values()))
+        n = min(self.stage.max_new_tokens, model.config.max_target_positions - 4)
+        feats = self.features[:1]
+
+        def generate(m):
+            m.generate(input_features=feats, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+        seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
+        return {name: s / n for name, s in seconds.items()}
