@@ -118,16 +118,16 @@ def _pareto(evaluation: dict, path: Path) -> None:
     xs = [r.get(speed_key, 1.0) for r in rows]
     ys = [r[metric] for r in rows]
     ax.plot(xs, ys, color="lightgray", zorder=1)
-    for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
-        ax.scatter([x], [y], s=60, zorder=2)
-        # staggered offsets keep labels of coinciding points (e.g. a stage that changed nothing) readable
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(7, 6 - 12 * (i % 3)), fontsize=9)
+    for r, x, y in zip(rows, xs, ys):  # one colour per model, named in the legend (labels beside points collide)
+        ax.scatter([x], [y], s=60, zorder=2, label=r["name"])
+    ax.legend(fontsize=8, loc="best", framealpha=0.8)
     label = (
         "generation, new tokens/s" if speed_key == "gen_speedup" else (speed_key or "").replace("speedup_b", "batch ")
     )
     ax.set_xlabel(f"speed-up vs dense ({label})")
     better = "higher" if evaluation.get("higher_is_better", True) else "lower"
-    ax.set_ylabel(f"{metric} ({better} is better)")
+    split = f" on {evaluation['eval_split']}" if evaluation.get("eval_split") else ""
+    ax.set_ylabel(f"{metric}{split} ({better} is better)")
     ax.set_title("quality vs latency: dense and every stage")
     ax.grid(alpha=0.3)
     ax.margins(0.15)
