@@ -2,7 +2,6 @@
 
 import copy
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import compress
 from compress.distill import distill, loop
 from compress.distill.losses import kl_logits, kl_topk
 from compress.errors import CompressError
-from tiny import inputs, make, with_labels
+from tiny import accelerate_launch, inputs, make, with_labels
 
 
 def _pair(family="bert", **prune_kw):
@@ -165,31 +164,10 @@ def test_default_layer_map_follows_depth_pruning():
     assert loop.default_layer_map(student) == {0: 0, 1: kept[0] + 1, 2: kept[1] + 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.multiprocess
 def test_two_processes_match_one_process_with_same_global_batch(tmp_path):
     worker = Path(__file__).with_name("kd_worker.py")
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-    ]
+    launch = accelerate_launch(2)
     (tmp_path / "two").mkdir()
     (tmp_path / "one").mkdir()
     r = subprocess.run([*launch, str(worker), str(tmp_path / "two"), "2"], capture_output=True, text=True, timeout=300)

@@ -14,7 +14,7 @@ from compress.errors import CompressError
 from compress.recipe.load import load_recipe
 from compress.recipe.runner import run_recipe
 from compress.recipe.schema import Recipe
-from tiny import make, sentences, word_tokenizer
+from tiny import accelerate_launch, make, sentences, word_tokenizer
 
 GOOD = {
     "name": "tiny",
@@ -276,27 +276,9 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
 def test_recipe_under_accelerate_launch_two_processes(assets_dir, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` (two gloo processes on a CPU): distillation runs on both, the
     other stages on the main process; one set of outputs, the same stages as a one-process run."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     recipe = _recipe(assets_dir, tmp_path)
     launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(port),
+        *accelerate_launch(2),
         "-m",
         "compress.cli",
         "run",

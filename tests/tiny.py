@@ -203,3 +203,17 @@ def whisper_asr():
         cfg.decoder_start_token_id = 1
     model.generation_config.no_timestamps_token_id = 2
     return model, T.WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def accelerate_launch(processes: int = 2) -> list[str]:
+    """`accelerate launch --multi_gpu` with N processes on a free port (real gloo processes on a CPU), to which the
+    script and its arguments are appended."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port)]  # fmt: skip
