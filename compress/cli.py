@@ -267,7 +267,7 @@ def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, o
     output = output or Path("out") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new folder per run
     run_recipe(path, output, resume=resume, overwrite=overwrite, overrides=overrides, console=console)
     report = output / "report.md"
-    console.print(report.read_text() if report.exists() else "", markup=False, highlight=False)
+    console.print(report.read_text() if report.exists() else "", markup=False, highlight=False, soft_wrap=True)
     console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
 
 
