@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -34,21 +33,6 @@ print({"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
 """
 
 
-def perplexity(model, ids, window: int) -> float:
-    import torch
-
-    nll, n = 0.0, 0
-    with torch.inference_mode():
-        for i in range(0, len(ids) - 1, window):
-            chunk = torch.tensor([ids[i : i + window]])
-            if chunk.shape[1] < 2:
-                break
-            logits = model(input_ids=chunk).logits[0, :-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum"))
-            n += chunk.shape[1] - 1
-    return math.exp(nll / n)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -67,20 +51,22 @@ def main() -> None:
 
     import compress
     from compress import assets
+    from compress.evaluate.tasks import perplexity
 
     if args.threads:
         torch.set_num_threads(args.threads)
     teacher = assets.resolve_model("smollm2-135m-instruct")
     tok = transformers.AutoTokenizer.from_pretrained(teacher)
     text = "\n\n".join(assets.load("shakespeare")["test"])
-    ids = tok(text)["input_ids"][: args.tokens]
+    ids = torch.tensor(tok(text)["input_ids"][: args.tokens])
+    windows = [{"input_ids": w[None]} for w in ids.split(args.window) if len(w) > 1]  # non-overlapping
     result = {}
     for name, path in (
         ("dense", teacher),
         ("01-prune", args.run / "01-prune" / "model"),
         ("02-distill", args.run / "02-distill" / "model"),
     ):
-        result[name] = perplexity(compress.load(path), ids, args.window)
+        result[name] = perplexity(compress.load(path), windows)["perplexity"]
         print(f"Hamlet perplexity {name}: {result[name]:.2f}", flush=True)
     (args.run / "check_smollm2.json").write_text(
         json.dumps({"hamlet_perplexity": result, "tokens": len(ids), "window": args.window, "plain_load": plain.stdout})

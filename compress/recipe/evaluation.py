@@ -30,6 +30,11 @@ def _peak_mb(folder: Path, shapes: dict) -> float | None:
     return None if peak is None else peak / 2**20
 
 
+def _median(rows: list[dict], key: str) -> float | None:
+    seen = sorted(r[key] for r in rows)
+    return seen[len(seen) // 2] if seen else None
+
+
 def _scorer(run, stage, dense):
     """quality(model, dense) on the eval split, plus `<metric>@<split>` for each of `data.extra_eval_splits` (each
     scored by its own task instance, prepared on that split)."""
@@ -93,12 +98,11 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
             row["gen_tokens_per_s"], row["dense_gen_tokens_per_s"] = 1 / gen[name], 1 / gen["dense"]
             row["gen_speedup"] = gen["dense"] / gen[name]
         rows.append(row)
-    for bs in stage.latency_batch_sizes:  # the dense model was timed beside each candidate: report the median
-        seen = sorted(r[f"dense_latency_b{bs}_ms"] for r in rows[1:])
-        dense_row[f"latency_b{bs}_ms"] = seen[len(seen) // 2] if seen else None
+    # the dense model was timed beside each candidate: its row reports the median of those timings
+    for bs in stage.latency_batch_sizes:
+        dense_row[f"latency_b{bs}_ms"] = _median(rows[1:], f"dense_latency_b{bs}_ms")
     if any("gen_speedup" in r for r in rows):
-        seen = sorted(r["dense_gen_tokens_per_s"] for r in rows[1:])
-        dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = seen[len(seen) // 2], 1.0
+        dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = _median(rows[1:], "dense_gen_tokens_per_s"), 1.0
     return {
         "task": task.name,
         "primary_metric": task.primary,

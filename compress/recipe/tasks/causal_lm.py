@@ -40,10 +40,11 @@ class CausalLM(_Text):
         self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size)
         self.dense_answers = self._answers(dense)
 
-    def _answers(self, model) -> list[list[int]]:
+    def _answers(self, model) -> tuple[list[str], list[list[int]]]:
+        """Greedy answers to the chat prompts, as text and as token ids (for the agreement)."""
         tok = self.run.processor
         answers = sequence.greedy_answers(model, tok, self.stage.chat_prompts, self.stage.max_new_tokens)
-        return [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
+        return answers, [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
 
     def quality(self, model, dense=False):
         out = metrics.perplexity(model, self.eval_batches)
@@ -51,9 +52,8 @@ class CausalLM(_Text):
         if self.stage.generation_prompt:
             out["generation"] = metrics.generate_sample(model, tok, self.stage.generation_prompt)
         if self.stage.chat_prompts:
-            ids = self.dense_answers if dense else self._answers(model)
-            out["answers"] = [tok.decode(a) for a in ids]
-            out["answer_agreement"] = _agreement(self.dense_answers, ids)
+            out["answers"], ids = self.dense_answers if dense else self._answers(model)
+            out["answer_agreement"] = _agreement(self.dense_answers[1], ids)
             if self.stage.chat_expect:
                 hits = [e.lower() in a.lower() for e, a in zip(self.stage.chat_expect, out["answers"])]
                 out["answers_correct"] = sum(hits) / len(hits)
