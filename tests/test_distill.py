@@ -184,10 +184,13 @@ def test_two_processes_match_one_process_with_same_global_batch(tmp_path):
         assert torch.equal(rank0[k], rank1[k]), f"ranks disagree on {k}"
     curve = "__initial__.loss_curve"
     torch.testing.assert_close(rank0[curve], single[curve], rtol=1e-4, atol=1e-6)
-    # Tolerance: the parameter difference must be < 1 % of the distance travelled. DDP averages two per-rank means
-    # (float order differs from one process), and AdamW turns float noise in exactly-zero gradients (e.g. key biases)
-    # into full-size steps, so element-wise equality is not expected.
+    # DDP averages two per-rank means, so the float order differs from one process; with the key biases frozen (their
+    # true gradient is zero, kd_worker.py) no parameter turns that rounding into a full AdamW step, and every tensor must
+    # agree to far below its own movement on any CPU (measured ~1e-5 relative; a batch-split or data-order bug gives ~1).
+    for k in initial:
+        if k.endswith("attention.self.key.bias"):
+            assert torch.equal(single[k], initial[k]) and torch.equal(rank0[k], initial[k]), k
     keys = [k for k in initial if k in rank0]
     diff = sum((rank0[k] - single[k]).pow(2).sum() for k in keys).sqrt()
     moved = sum((single[k] - initial[k]).pow(2).sum() for k in keys).sqrt()
-    assert moved > 0.1 and diff / moved < 0.01, (float(diff), float(moved))
+    assert moved > 0.1 and diff / moved < 1e-3, (float(diff), float(moved))
