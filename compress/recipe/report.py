@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import __version__
+import yaml
+
+from ..version import __version__
+from .load import yaml_form
 
 
 def _evaluation(run) -> dict | None:
@@ -138,10 +141,6 @@ def _pareto(evaluation: dict, path: Path) -> None:
 
 def write_model_card(folder: Path, run) -> None:
     """README.md with Hub metadata: base model, licence, recipe, metrics, how to load."""
-    from .runner import _yaml_form
-
-    import yaml
-
     recipe = run.recipe
     config = json.loads((folder / "config.json").read_text())
     plain = (config.get("compress") or {}).get("plain_loadable", True)
@@ -187,7 +186,7 @@ def write_model_card(folder: Path, run) -> None:
         "## Recipe",
         "",
         "```yaml",
-        yaml.safe_dump(_yaml_form(recipe), sort_keys=False).strip(),
+        yaml.safe_dump(yaml_form(recipe), sort_keys=False).strip(),
         "```",
     ]
     if evaluation:

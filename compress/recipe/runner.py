@@ -16,7 +16,6 @@ alone writes files, and the other processes load its result.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -33,6 +32,7 @@ from ..errors import CompressError
 from . import tasks
 from .data import load_rows, split
 from .load import load_recipe
+from .load import yaml_form as _yaml_form
 from .report import write_model_card, write_reports
 from .schema import Recipe
 
@@ -254,8 +254,3 @@ def run_recipe(
     state.wait_for_everyone()
     return RecipeRun(recipe, output, resume, console).run()
 
-
-def _yaml_form(recipe: Recipe) -> dict:
-    data = recipe.model_dump(mode="json", exclude_none=True)
-    data["stages"] = [{s.pop("type"): s} for s in copy.deepcopy(data["stages"])]
-    return data
