@@ -112,4 +112,3 @@ def rebuild(model: nn.Module) -> None:
 def compose(old: list[int] | None, local: list[int]) -> list[int]:
     """Original indices of the kept `local` positions, given the original indices `old` of the current positions."""
     return [old[i] for i in local] if old is not None else [int(i) for i in local]
-
