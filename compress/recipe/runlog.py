@@ -36,6 +36,7 @@ class EchoConsole:
         self._console = console
 
     def print(self, *objects, **kwargs) -> None:
+        kwargs.setdefault("soft_wrap", True)  # a line stays one line, however narrow the terminal
         self._console.print(*objects, **kwargs)
         log.info(" ".join(str(o) for o in objects))
 

@@ -78,6 +78,8 @@ class SentenceEmbedding(_Text):
 
         from ..data import split
 
+        if self.data.train_split not in self.run.rows:  # e.g. `compress eval` on one file
+            return None
         rows = split(self.run.rows, self.data.train_split, 2000)
         if not rows or rows[0].get("label") is None:
             return None
