@@ -207,6 +207,49 @@ def test_eval_command_bad_task_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
     assert e.value.code == 2 and "--task" in err and "Traceback" not in err
 
 
+def test_metrics_table_prints_the_dense_timing_beside_each_ratio():
+    from compress.recipe.report import metrics_table
+
+    rows = [
+        {"name": "dense", "accuracy": 0.8, "latency_b1_ms": 24.56, "speedup_b1": 1.0},
+        {
+            "name": "02-prune",
+            "accuracy": 0.7,
+            "latency_b1_ms": 9.161,
+            "dense_latency_b1_ms": 15.62,
+            "speedup_b1": 1.705,
+        },
+    ]
+    lines = metrics_table({"rows": rows}).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head == ["name", "accuracy", "latency_b1_ms", "dense_latency_b1_ms", "speedup_b1"]
+    assert "| 02-prune | 0.7 | 9.161 | 15.62 | 1.705 |" in lines
+
+
+def test_run_log_takes_the_library_noise_off_the_console(tmp_path, capfd):
+    import transformers
+    from rich.console import Console
+
+    from compress.recipe.runlog import RunLog
+
+    before = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_warning()  # the library's default (the test suite quiets it)
+    hub_style_encoder(tmp_path / "st")
+    capfd.readouterr()
+    try:
+        with RunLog(tmp_path, Console()) as log:
+            log.console.print("[1/1] train ...")
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "st")  # LOAD REPORT
+            model.save_pretrained(tmp_path / "again")  # Writing model shards
+    finally:
+        transformers.utils.logging.set_verbosity(before)
+    seen = capfd.readouterr()
+    assert seen.out.strip() == "[1/1] train ..." and seen.err == ""
+    log = (tmp_path / "run.log").read_text()
+    assert "[1/1] train" in log and "LOAD REPORT" in log and "classifier.weight" in log
+    assert transformers.utils.logging.is_progress_bar_enabled()  # put back afterwards
+
+
 @pytest.mark.parametrize(
     "error,code,says",
     [
@@ -215,19 +258,28 @@ def test_eval_command_bad_task_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
     ],
 )
 def test_failure_inside_a_stage_is_one_line_and_the_traceback_goes_to_the_log(
-    hub_run, tmp_path, capsys, monkeypatch, error, code, says
+    tmp_path, capsys, monkeypatch, error, code, says
 ):
     from compress import cli
     from compress.recipe.runner import RecipeRun
+    from tiny import word_tokenizer
 
     def broken(self, stage):
         raise error
 
     monkeypatch.setattr(RecipeRun, "prune", broken)
-    recipe = yaml.safe_load((hub_run[0] / "recipe.yaml").read_text())
-    recipe["stages"] = [{"prune": {"mlp": 0.5}}]
+    compress.save(make("bert")[0], tmp_path / "m", tokenizer=word_tokenizer())
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(sentences(8))))
+    recipe = {
+        "name": "x",
+        "model": str(tmp_path / "m"),
+        "task": "text-classification",
+        "data": {"source": "csv", "files": {"train": str(tmp_path / "d.csv")}},
+        "stages": [{"prune": {"mlp": 0.5}}],
+    }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     monkeypatch.setattr(sys, "argv", ["compress", "run", str(tmp_path / "r.yaml"), "--output", str(tmp_path / "o")])
+    capsys.readouterr()  # what making the model printed
     with pytest.raises(SystemExit) as e:
         cli.main()
     err = capsys.readouterr().err.strip()
