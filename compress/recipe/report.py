@@ -227,4 +227,4 @@ def base_model(model: str) -> str | None:
         origin = local / "origin.json"
         found = json.loads(origin.read_text()).get("model") if origin.is_file() else None
         return found if isinstance(found, str) and found.count("/") == 1 else None
-    return model if model.count("/") == 1 and not model.startswith((".", "/", "~")) else None
+    return model if model.count("/") <= 1 and not model.startswith((".", "/", "~")) else None  # a hub id
