@@ -267,7 +267,7 @@ def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, o
     output = output or Path("out") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new folder per run
     try:
         run_recipe(path, output, resume=resume, overwrite=overwrite, overrides=overrides, console=console)
-    except BaseException as e:  # inside the run: one line naming the stage; the traceback is in DIR/run.log
+    except (Exception, KeyboardInterrupt) as e:  # inside the run: one line naming the stage, traceback in run.log
         if not hasattr(e, "compress_stage"):
             raise  # before the run folder was made (a bad recipe...): handled as before
         from rich.markup import escape

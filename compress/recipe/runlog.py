@@ -75,7 +75,7 @@ class RunLog:
 
     def __exit__(self, kind, error, tb) -> bool:
         try:
-            if error is not None:
+            if isinstance(error, (Exception, KeyboardInterrupt)):  # not SystemExit: an exit asked for on purpose
                 stage = self.stage()
                 log.error("stage %s failed", stage, exc_info=(kind, error, tb))
                 try:
