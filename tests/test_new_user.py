@@ -325,3 +325,23 @@ def test_save_fills_an_existing_empty_folder_but_not_a_full_one():
         with pytest.raises(CompressError, match="not empty"):
             compress.save(model, d)
         compress.save(model, d, overwrite=True)
+
+
+def test_encoder_loads_strictly_or_not_at_all(tmp_path):
+    import transformers
+    from safetensors.torch import load_file, save_file
+
+    from compress.recipe.heads import load_with_head
+
+    hub_style_encoder(tmp_path / "st")
+    weights = load_file(tmp_path / "st" / "model.safetensors")
+    encoder, line = load_with_head(str(tmp_path / "st"), transformers.AutoModel)  # sentence embeddings: no head
+    assert type(encoder).__name__ == "BertModel" and "newly initialised: nothing" in line
+    assert all(encoder.state_dict()[k].equal(v) for k, v in weights.items())
+    classifier, _ = load_with_head(str(tmp_path / "st"), transformers.AutoModelForSequenceClassification, 3)
+    assert classifier.config.num_labels == 3
+    assert classifier.bert.pooler.dense.weight.equal(weights["pooler.dense.weight"])  # the pooler came along
+    weights.pop("encoder.layer.1.attention.self.query.weight")  # an encoder weight missing: refused, not re-initialised
+    save_file(weights, tmp_path / "st" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CompressError, match=r"encoder weights.*bert.encoder.layer.1.attention.self.query.weight"):
+        load_with_head(str(tmp_path / "st"), transformers.AutoModelForSequenceClassification, 2)
