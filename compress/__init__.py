@@ -7,14 +7,13 @@ model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
 """
 
-__version__ = "0.1.0"
-
-from .distill import DistillConfig, distill  # noqa: E402
-from .errors import CompressError  # noqa: E402
-from .io import load, save  # noqa: E402
-from .pruning.api import prune  # noqa: E402
-from .pruning.plan import PruningPlan  # noqa: E402
-from .quantize import quantize  # noqa: E402
+from .distill import DistillConfig, distill
+from .errors import CompressError
+from .io import load, save
+from .pruning.api import prune
+from .pruning.plan import PruningPlan
+from .quantize import quantize
+from .version import __version__
 
 __all__ = [
     "CompressError",

@@ -13,7 +13,7 @@ from rich.table import Table
 from .errors import CompressError
 from .quantize.registry import list_methods  # loaded with the package already; names for the help text
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 console = Console()
 
 Ratio = Annotated[float, typer.Option(help="fraction to remove, in [0, 1)")]
@@ -265,10 +265,22 @@ def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, o
 
     path = find_recipe(recipe)
     output = output or Path("out") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"  # a new folder per run
-    run_recipe(path, output, resume=resume, overwrite=overwrite, overrides=overrides, console=console)
+    try:
+        run_recipe(path, output, resume=resume, overwrite=overwrite, overrides=overrides, console=console)
+    except (Exception, KeyboardInterrupt) as e:  # inside the run: one line naming the stage, traceback in run.log
+        if not hasattr(e, "compress_stage"):
+            raise  # before the run folder was made (a bad recipe...): handled as before
+        from rich.markup import escape
+
+        from .recipe.runlog import failure_line
+
+        line, code = failure_line(e)
+        Console(stderr=True).print(f"[red]error[/red]: {escape(line)}", highlight=False, soft_wrap=True)
+        raise SystemExit(code) from None
     report = output / "report.md"
     console.print(report.read_text() if report.exists() else "", markup=False, highlight=False, soft_wrap=True)
     console.print(f"final model: {output / 'final'}   report: {report}   plot: {output / 'pareto.png'}")
+    console.print(f"full log: {output / 'run.log'}")
 
 
 @app.command()
@@ -281,6 +293,42 @@ def run(
 ):
     """Run a recipe's stages (train, prune, distill, quantize, evaluate, push) and write reports and the final model."""
     _run(recipe, output, set_ or [], resume, overwrite)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="model folder (e.g. RUN/final), asset name or hub id")],
+    task: Annotated[str, typer.Option(help="text-classification, sentence-embedding, causal-lm, ... (as in recipes)")],
+    data: Annotated[str, typer.Option(help="a file (.csv/.json/.jsonl/.parquet/.txt), built-in asset or hub dataset")],
+    split: Annotated[str, typer.Option(help="split to evaluate (a file is this split)")] = "test",
+    eval_size: Annotated[int, typer.Option(help="examples evaluated")] = 512,
+    baseline: Annotated[
+        str | None, typer.Option(help="model to compare with (the `dense` row): latency measured side by side")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="column holding the input text")] = "text",
+    label_column: Annotated[str, typer.Option(help="column holding the class label")] = "label",
+    metric: Annotated[list[str] | None, typer.Option(help="extra metric: evaluate:NAME or a metric folder")] = None,
+    repeats: Annotated[int, typer.Option(help="timed runs per model (median)")] = 7,
+    peak_memory: Annotated[bool, typer.Option(help="measure peak memory in a fresh process")] = True,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the results as JSON here")] = None,
+):
+    """Evaluate a model (or folder) as a recipe's evaluate stage does, without writing a recipe: quality metrics,
+    size, MACs and, with --baseline, latency measured side by side."""
+    import json
+
+    from .recipe.quick_eval import evaluate_model
+    from .recipe.report import metrics_table
+
+    result = evaluate_model(
+        model, task, data, split=split, eval_size=eval_size, baseline=baseline,
+        evaluate={"repeats": repeats, "peak_memory": peak_memory, "metrics": metric or []},
+        columns={"text_column": text_column, "label_column": label_column}, console=console,
+    )  # fmt: skip
+    if output is not None:
+        output.write_text(json.dumps(result, indent=2, default=str))
+    names = f"dense = {baseline}, {result['rows'][-1]['name']} = {model}" if baseline else f"dense = {model}"
+    console.print(f"{task} on {data} ({split}, {len(result['rows'])} model(s); {names})", highlight=False)
+    console.print(metrics_table(result), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -21,15 +21,19 @@ import transformers
 from torch import nn
 
 from .errors import CompressError
-from .pruning.record import get_record, rebuild
+from .pruning.record import get_record
+from .quantize.rebuild import model_class, plan_aware  # importing compress.quantize registers the methods
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary folder beside `path`; on success it replaces `path`, on failure it is removed. An existing
+    empty folder (e.g. a `tempfile.TemporaryDirectory()`) is filled; anything else needs `overwrite`."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise CompressError("output", f"{path} already exists", "choose another folder or pass --overwrite")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise CompressError(
+            "output", f"{path} already exists and is not empty", "choose another folder or pass --overwrite"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -70,31 +74,6 @@ def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, overwrite: b
     return Path(path)
 
 
-def _model_class(config, path) -> type:
-    archs = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, archs[0], None) if archs else None
-    if cls is None:
-        raise CompressError(
-            "config.json",
-            f"{path} names no transformers model class ({archs or 'none'})",
-            "save the model with compress.save or give a transformers checkpoint",
-        )
-    return cls
-
-
-def _plan_aware(cls: type) -> type:
-    def __init__(self, config, *args, **kwargs):
-        cls.__init__(self, config, *args, **kwargs)
-        rebuild(self)
-        from .quantize import rebuild_quantized  # quantized layers are swapped in after the pruned shapes are set
-
-        rebuild_quantized(self)
-
-    return type(
-        cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    )
-
-
 def load(path: str | os.PathLike, **kwargs) -> nn.Module:
     """Load a (pruned) model saved by `save` or any transformers checkpoint; raises on missing/unexpected keys."""
     local = Path(path)
@@ -104,7 +83,7 @@ def load(path: str | os.PathLike, **kwargs) -> nn.Module:
         raise CompressError("model", f"{path} is not a model folder (no config.json)", "give a folder written by save")
     kwargs.setdefault("trust_remote_code", False)
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
-    cls = _plan_aware(_model_class(config, path))
+    cls = plan_aware(model_class(config, path))
     model, info = cls.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):

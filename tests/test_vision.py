@@ -91,6 +91,7 @@ def test_image_recipe_end_to_end_reload_and_resume(image_dir, tmp_path):
     processor = transformers.ViTImageProcessor.from_pretrained(out / "final")
     x = processor(images=Image.open(image_dir / "test" / "circle" / "0.png"), return_tensors="pt")["pixel_values"]
     assert x.shape == (1, 3, 16, 16) and model(pixel_values=x).logits.shape == (1, 3)
+    assert model.config.id2label == dict(enumerate(sorted(CLASSES)))  # the image folder's class names
     teacher = compress.load(out / "01-train" / "model")
     assert [layer.attention.q_proj.out_features for layer in teacher.vit.layers] == [32] * 3
     assert [layer.attention.q_proj.out_features for layer in model.vit.layers] == [16] * 3

@@ -217,3 +217,17 @@ def accelerate_launch(processes: int = 2) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "--main_process_port", str(port)]  # fmt: skip
+
+
+def hub_style_encoder(path, family: str = "bert") -> None:
+    """A checkpoint saved the way sentence-transformers exports are on the Hub: config.json names `*ForMaskedLM`
+    while the weights are the bare encoder plus its pooler (keys `embeddings.*`, `encoder.*`, `pooler.*`)."""
+    import json
+    from pathlib import Path
+
+    encoder = make(family)[0].base_model  # BertModel: embeddings, encoder, pooler
+    encoder.save_pretrained(path)
+    word_tokenizer().save_pretrained(path)
+    config = json.loads((Path(path) / "config.json").read_text())
+    config["architectures"] = [f"{type(encoder).__name__.removesuffix('Model')}ForMaskedLM"]
+    (Path(path) / "config.json").write_text(json.dumps(config, indent=2))

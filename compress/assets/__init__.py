@@ -55,6 +55,11 @@ def resolve_model(name_or_path: str) -> str:
     return str(fetch(name_or_path)) if name_or_path in MODELS else name_or_path
 
 
+def hub_id(name: str) -> str | None:
+    """The Hugging Face Hub id of the model a model asset was made from (its module's `HUB_ID`), or None."""
+    return getattr(module(name), "HUB_ID", None)
+
+
 def load(name: str, *subset: str) -> dict[str, list]:
     """A data asset's rows per split: texts, (text, label) pairs or dicts of features; `subset` for assets that
     have several (espeak-speech: sentences | keywords)."""
@@ -77,6 +82,7 @@ __all__ = [
     "cache_dir",
     "describe",
     "fetch",
+    "hub_id",
     "load",
     "minilm_path",
     "module",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ._cache import fetched, pip
 
+HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the model card's base_model
 DESCRIPTION = "sentence-transformers/all-MiniLM-L6-v2 (BERT encoder, 6 layers, 12 heads, 22.7M params), Apache-2.0"
 
 

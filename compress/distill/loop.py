@@ -24,8 +24,8 @@ from ..errors import CompressError
 from ..evaluate.embeddings import mean_pool
 from ..progress import track
 from ..pruning.api import prune
-from ..pruning.plan import apply_plan
-from ..pruning.record import get_record, layer_origins, plan_to_match
+from ..pruning.plan import apply_plan, plan_to_match
+from ..pruning.record import get_record, layer_origins
 from ..stats import count_params
 from . import losses
 from .config import DistillConfig

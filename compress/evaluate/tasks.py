@@ -21,9 +21,8 @@ def _inputs(b: dict) -> dict:
 
 
 @torch.inference_mode()
-def classification(model: nn.Module, batches: list[dict]) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
+def classify(model: nn.Module, batches: list[dict]) -> tuple[list[int], list[int], list[bool]]:
+    """(predicted class ids, label ids, whether each label is among the top 5 logits)."""
     model.eval()
     preds, labels, top5 = [], [], []
     for b in batches:
@@ -32,13 +31,23 @@ def classification(model: nn.Module, batches: list[dict]) -> dict:
         labels += b["labels"].tolist()
         k = min(5, logits.shape[-1])
         top5 += (logits.topk(k, -1).indices == b["labels"][:, None]).any(-1).tolist()
+    return preds, labels, top5
+
+
+def classification_scores(preds: list[int], labels: list[int], top5: list[bool], num_labels: int) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
     out = {
         "accuracy": float(accuracy_score(labels, preds)),
         "f1_macro": float(f1_score(labels, preds, average="macro")),
     }
-    if batches and model.config.num_labels > 5:
+    if top5 and num_labels > 5:
         out["top5_accuracy"] = sum(top5) / len(top5)
     return out
+
+
+def classification(model: nn.Module, batches: list[dict]) -> dict:
+    return classification_scores(*classify(model, batches), model.config.num_labels)
 
 
 @torch.inference_mode()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from .. import __version__
+from ..version import __version__
 from ..models import ModelAdapter, get_adapter
 from ..models.base import AttentionSite
 from .surgery import prune_attention, prune_mlp
@@ -112,30 +112,3 @@ def rebuild(model: nn.Module) -> None:
 def compose(old: list[int] | None, local: list[int]) -> list[int]:
     """Original indices of the kept `local` positions, given the original indices `old` of the current positions."""
     return [old[i] for i in local] if old is not None else [int(i) for i in local]
-
-
-def plan_to_match(model: nn.Module, target: dict):
-    """The PruningPlan (local positions) that brings `model` to the widths of another pruning record `target`
-    (used to rebuild a gradually pruned student before restoring its checkpoint). Layer drops are not replayed."""
-    from .plan import PruningPlan
-
-    adapter = get_adapter(model)
-    current = get_record(model.config) or {}
-    plan = PruningPlan()
-    for stack, pos, orig, layer in iter_layers(model, adapter):
-        for role, site in adapter.attentions(layer).items():
-            key = attention_key(stack, orig, role)
-            want = target.get("heads", {}).get(key)
-            have = current.get("heads", {}).get(key) or {
-                "q": list(range(site.num_heads)),
-                "kv": list(range(site.num_kv_heads)),
-            }
-            if want is not None and want["q"] != have["q"]:
-                plan.heads[attention_key(stack, pos, role)] = [have["q"].index(h) for h in want["q"]]
-                if site.is_gqa:
-                    plan.kv_heads[attention_key(stack, pos, role)] = [have["kv"].index(h) for h in want["kv"]]
-        want = target.get("neurons", {}).get(mlp_key(stack, orig))
-        have = current.get("neurons", {}).get(mlp_key(stack, orig)) or list(range(adapter.mlp(layer).num_neurons))
-        if want is not None and want != have:
-            plan.neurons[mlp_key(stack, pos)] = [have.index(n) for n in want]
-    return plan

@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import CompressError
 from ..pruning.record import get_record
 from . import bnb, cast, int8_dynamic  # noqa: F401  (each registers its methods)
+from .rebuild import rebuild_quantized
 from .registry import METHODS, Method, list_methods, register_method
 
 
@@ -60,20 +61,6 @@ def quantize(model: nn.Module, method: str = "int8-dynamic", **options) -> nn.Mo
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
     get_record(quantized.config, create=True)["quantization"] = {"method": method, "options": options, **extra}
     return quantized
-
-
-def rebuild_quantized(model: nn.Module) -> None:
-    """Called by `compress.load` on the freshly built (meta) model: apply the recorded method's structure."""
-    entry = (get_record(model.config) or {}).get("quantization")
-    if not entry:
-        return
-    spec = METHODS.get(entry["method"])
-    if spec is None:
-        raise CompressError(
-            "config.json", f"unknown quantization method {entry['method']!r}", "upgrade compress to load this model"
-        )
-    if spec.rebuild is not None:
-        spec.rebuild(model, entry)
 
 
 __all__ = ["METHODS", "Method", "list_methods", "make_config", "quantize", "register_method", "rebuild_quantized"]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CompressError
+from .rebuild import model_class, plan_aware
 from .registry import Method, register_method
 from .targets import Targets, is_linear, off_grid, select_linears, warn_off_grid
 
@@ -131,8 +132,6 @@ def _checked_4bit_targets(model: nn.Module, names: list[str], kept: dict, device
 
 
 def apply(model: nn.Module, config: BnbInt8Config | Bnb4bitConfig, method: str) -> tuple[nn.Module, dict]:
-    from ..io import _model_class, _plan_aware
-
     try:
         import_bitsandbytes()
     except ImportError as e:
@@ -146,7 +145,7 @@ def apply(model: nn.Module, config: BnbInt8Config | Bnb4bitConfig, method: str) 
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     with tempfile.TemporaryDirectory(prefix="compress-bnb-") as tmp:
         model.save_pretrained(tmp)
-        cls = _plan_aware(_model_class(model.config, tmp))
+        cls = plan_aware(model_class(model.config, tmp))
         quantized, info = cls.from_pretrained(
             tmp,
             quantization_config=_bnb_config(config, skip_modules),

@@ -12,6 +12,12 @@ from .schema import DataSpec
 BUILTIN = set(assets.DATA)
 
 
+class Rows(dict):
+    """{split: rows}; `label_names`: the data set's ClassLabel names of label ids, when it declares them."""
+
+    label_names: list[str] | None = None
+
+
 def _row(row: str | tuple | dict) -> dict:
     """An asset row: a dict of features, a text or a (text, label) pair -> a dict; plain texts get label None."""
     if isinstance(row, dict):
@@ -68,12 +74,13 @@ def _load_dataset(spec: DataSpec, input_key: str) -> dict[str, list[dict]]:
         ) from None
     field = f"{input_key}_column"
     column = getattr(spec, field)
-    out = {}
+    out = Rows()
     for split in ds:
         cols = ds[split].column_names
         if column not in cols:
             raise CompressError(f"data.{field}", f"split {split!r} has no column {column!r}", f"columns: {cols}")
         labels = ds[split][spec.label_column] if spec.label_column in cols else [None] * len(ds[split])
+        out.label_names = out.label_names or getattr(ds[split].features.get(spec.label_column), "names", None)
         out[split] = [{input_key: x, "label": y} for x, y in zip(ds[split][column], labels)]
     return out
 

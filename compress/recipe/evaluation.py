@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from .. import io
+from ..errors import CompressError
+from ..evaluate.extra import load_metric, metric_name, score
 from ..memory import peak_rss
 from ..progress import track
 from ..stats import count_params, latency_side_by_side, weights_size
@@ -35,17 +37,34 @@ def _median(rows: list[dict], key: str) -> float | None:
     return seen[len(seen) // 2] if seen else None
 
 
+def check_metrics(recipe) -> None:
+    """Load every evaluate stage's `metrics` now (before any stage runs), so a bad or unreachable one fails first."""
+    from .tasks import get
+
+    for i, stage in enumerate(recipe.stages):
+        if stage.type != "evaluate" or not stage.metrics:
+            continue
+        field = f"stages.{i}.evaluate.metrics"
+        if not get(recipe.task).predicts:
+            raise CompressError(field, f"task {recipe.task} has no predictions and references for them", "drop them")
+        for spec in stage.metrics:
+            load_metric(spec, field)
+
+
 def _scorer(run, stage, dense):
     """quality(model, dense) on the eval split, plus `<metric>@<split>` for each of `data.extra_eval_splits` (each
-    scored by its own task instance, prepared on that split)."""
+    scored by its own task instance, prepared on that split), plus the `evaluate` package's `stage.metrics`."""
     d, task = run.recipe.data, run.task
     extras = {}
     for name in d.extra_eval_splits:
         extras[name] = type(task)(run)
         extras[name].prepare(dense, split(run.rows, name, d.eval_size), stage)
+    hub = {metric_name(spec): load_metric(spec, "metrics") for spec in getattr(stage, "metrics", ())}
 
     def quality(model, dense: bool = False) -> dict:
         out = task.quality(model, dense=dense)
+        if hub:
+            out.update(score(hub, *task.last_predictions))
         for name, t in extras.items():
             numbers = {k: v for k, v in t.quality(model, dense=dense).items() if isinstance(v, (int, float))}
             out.update({f"{k}@{name}": v for k, v in numbers.items()})
@@ -98,9 +117,15 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
             row["gen_tokens_per_s"], row["dense_gen_tokens_per_s"] = 1 / gen[name], 1 / gen["dense"]
             row["gen_speedup"] = gen["dense"] / gen[name]
         rows.append(row)
-    # the dense model was timed beside each candidate: its row reports the median of those timings
-    for bs in stage.latency_batch_sizes:
+    # the dense model was timed beside each candidate: its row reports the median of those timings (timed alone when
+    # it is the only model)
+    for bs, x in shapes.items():
         dense_row[f"latency_b{bs}_ms"] = _median(rows[1:], f"dense_latency_b{bs}_ms")
+        if len(rows) == 1:
+            with torch.inference_mode():
+                dense_row[f"latency_b{bs}_ms"] = (
+                    latency_side_by_side({"dense": dense}, x, repeats=stage.repeats)["dense"] * 1e3
+                )
     if any("gen_speedup" in r for r in rows):
         dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = _median(rows[1:], "dense_gen_tokens_per_s"), 1.0
     return {

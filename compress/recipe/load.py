@@ -1,7 +1,9 @@
-"""Read a recipe file, apply `--set path=value` overrides, validate, and turn errors into one line."""
+"""Read a recipe file, apply `--set path=value` overrides, validate, and turn errors into one line; `yaml_form` is
+the inverse (a validated recipe as the YAML a user writes)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -70,3 +72,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
         msg = first["msg"].removeprefix("Value error, ")
         raise CompressError(f"{path.name}: {where}", msg + more, "see docs/recipe.md for allowed fields") from None
+
+
+def yaml_form(recipe: Recipe) -> dict:
+    """The recipe as a user writes it (`- prune: {...}` stage items), for recipe.yaml and model cards."""
+    data = recipe.model_dump(mode="json", exclude_none=True)
+    data["stages"] = [{s.pop("type"): s} for s in copy.deepcopy(data["stages"])]
+    return data

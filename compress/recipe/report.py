@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import __version__
+import yaml
+
+from ..version import __version__
+from .load import yaml_form
 
 
 def _evaluation(run) -> dict | None:
@@ -24,8 +27,10 @@ def _fmt(v) -> str:
 
 
 def metrics_table(evaluation: dict) -> str:
+    """One row per model. Beside each latency stands the dense model's latency timed in the same rounds
+    (`dense_latency_b*_ms`, `dense_gen_tokens_per_s`): each speed-up is the ratio of the two numbers in its row."""
     rows = evaluation["rows"]
-    skip = {"name", "generation", "answers"} | {k for k in rows[-1] if k.startswith("dense_")}
+    skip = {"name", "generation", "answers"}
     cols = ["name"] + [k for k in rows[-1] if k not in skip]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -75,7 +80,10 @@ def write_reports(run) -> None:
     if evaluation:
         md += [
             "",
-            "## Quality and efficiency (speed-up = dense latency / model latency, measured side by side)",
+            "## Quality and efficiency",
+            "",
+            "speed-up = dense_latency / latency of the same row: the dense model was timed in the same rounds as that "
+            "model (interleaved, median); the dense row's latency is the median of those timings.",
             "",
             metrics_table(evaluation),
         ]
@@ -138,15 +146,11 @@ def _pareto(evaluation: dict, path: Path) -> None:
 
 def write_model_card(folder: Path, run) -> None:
     """README.md with Hub metadata: base model, licence, recipe, metrics, how to load."""
-    from .runner import _yaml_form
-
-    import yaml
-
     recipe = run.recipe
     config = json.loads((folder / "config.json").read_text())
     plain = (config.get("compress") or {}).get("plain_loadable", True)
     meta = {
-        "base_model": recipe.model,
+        "base_model": base_model(recipe.model),
         "library_name": "transformers",
         "tags": ["compress"]
         + [
@@ -156,6 +160,8 @@ def write_model_card(folder: Path, run) -> None:
         ],
         "pipeline_tag": _pipeline(recipe.task),
     }
+    if meta["base_model"] is None:
+        del meta["base_model"]
     if recipe.license:
         meta["license"] = recipe.license
     evaluation = _evaluation(run)
@@ -187,7 +193,7 @@ def write_model_card(folder: Path, run) -> None:
         "## Recipe",
         "",
         "```yaml",
-        yaml.safe_dump(_yaml_form(recipe), sort_keys=False).strip(),
+        yaml.safe_dump(yaml_form(recipe), sort_keys=False).strip(),
         "```",
     ]
     if evaluation:
@@ -206,3 +212,19 @@ def _pipeline(task: str) -> str:
         "speech-recognition": "automatic-speech-recognition",
         "audio-classification": "audio-classification",
     }[task]
+
+
+def base_model(model: str) -> str | None:
+    """The Hub id a model card's `base_model` names: a built-in asset's origin (minilm-l6 ->
+    sentence-transformers/all-MiniLM-L6-v2), a hub id as given, the origin recorded in a local folder (its
+    origin.json), or None (the Hub only links ids)."""
+    from .. import assets
+
+    if model in assets.MODELS:
+        return assets.hub_id(model)
+    local = Path(model)
+    if local.exists():
+        origin = local / "origin.json"
+        found = json.loads(origin.read_text()).get("model") if origin.is_file() else None
+        return found if isinstance(found, str) and found.count("/") == 1 else None
+    return model if model.count("/") <= 1 and not model.startswith((".", "/", "~")) else None  # a hub id

@@ -16,7 +16,6 @@ alone writes files, and the other processes load its result.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -32,8 +31,12 @@ from .. import assets, io
 from ..errors import CompressError
 from . import tasks
 from .data import load_rows, split
+from .evaluation import check_metrics
+from .labels import classes_of
 from .load import load_recipe
+from .load import yaml_form as _yaml_form
 from .report import write_model_card, write_reports
+from .runlog import RunLog
 from .schema import Recipe
 
 MODEL_STAGES = ("train", "prune", "distill", "quantize")
@@ -51,8 +54,10 @@ class RecipeRun:
         self.task = tasks.get(recipe.task)(self)
         self.model_path = assets.resolve_model(recipe.model)
         self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
-        self.model = io.load(self.model_path)
         self.rows = load_rows(recipe.data, self.task.input_key)
+        train = next((s for s in recipe.stages if s.type == "train"), None)
+        self.classes = classes_of(self.rows, self.model_path, train and train.num_labels)  # names of label ids
+        self.model = self.task.load_model(self.model_path, say=self.console.print)  # + a task head if it has none
         self.results: list[dict] = []
 
     # -- helpers ---------------------------------------------------------------------------------------------------
@@ -69,7 +74,7 @@ class RecipeRun:
         return self.task.batches(rows, 32)
 
     def dense(self):
-        return io.load(self.model_path)
+        return self.task.load_model(self.model_path)
 
     # -- stages ----------------------------------------------------------------------------------------------------
     def train(self, stage, i: int) -> dict:
@@ -79,7 +84,8 @@ class RecipeRun:
         d = self.recipe.data
         rows = split(self.rows, d.train_split, d.train_size)
         labels = self.task.labels(rows)
-        self.model = self.task.with_head(self.model, self.model_path, stage.num_labels or len(set(labels)))
+        width = self.classes.num_labels or self.classes.new_head_labels or len(set(labels))
+        self.model = self.task.with_head(self.model, self.model_path, width)
         curve = train(
             self.model,
             self.task.examples(rows),
@@ -238,6 +244,7 @@ def run_recipe(
     console = console or Console()
     recipe = load_recipe(path, overrides)  # fails before anything is written
     tasks.get(recipe.task)
+    check_metrics(recipe)
     output = Path(output)
     state = PartialState(cpu=not torch.cuda.is_available())
     existed = output.exists()
@@ -252,10 +259,6 @@ def run_recipe(
         output.mkdir(parents=True, exist_ok=True)
         (output / "recipe.yaml").write_text(yaml.safe_dump(_yaml_form(recipe), sort_keys=False))
     state.wait_for_everyone()
-    return RecipeRun(recipe, output, resume, console).run()
-
-
-def _yaml_form(recipe: Recipe) -> dict:
-    data = recipe.model_dump(mode="json", exclude_none=True)
-    data["stages"] = [{s.pop("type"): s} for s in copy.deepcopy(data["stages"])]
-    return data
+    with RunLog(output, console, state.process_index) as log:  # library noise and tracebacks -> DIR/run.log
+        log.run = RecipeRun(recipe, output, resume, log.console)
+        return log.run.run()

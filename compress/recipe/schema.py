@@ -180,6 +180,20 @@ class EvaluateStage(Strict):
         "tokens generated per timing run",
     )
 
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="more metrics through the `evaluate` package, next to the built-in ones: `evaluate:NAME` (from "
+        "the Hub, needs a network) or a local metric folder (`./my_metric` holding my_metric.py, works offline); "
+        "scored on class ids (classification) or transcripts (speech recognition), reported as `<metric>.<key>`",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_specs(cls, v):
+        from ..evaluate.extra import check_spec
+
+        return [check_spec(s) for s in v]
+
     @model_validator(mode="after")
     def _expect_matches_prompts(self):
         if self.chat_expect and len(self.chat_expect) != len(self.chat_prompts):

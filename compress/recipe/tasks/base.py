@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from ...evaluate import tasks as metrics
+
 
 class Task:
     name: str = ""
+    head = None  # classification tasks: the transformers Auto class of their head
+    predicts = False  # quality() leaves (predictions, references) in `last_predictions` for `evaluate` metrics
     primary: str = ""  # the metric plotted against latency
     higher_is_better: bool = True
     eval_batch_size: int = 64
@@ -20,6 +24,13 @@ class Task:
     def processor(self, model_path: str):
         """Tokenizer / image processor / feature extractor; saved next to every model a stage writes."""
         raise NotImplementedError
+
+    def load_model(self, model_path: str, say=None):
+        """The recipe's model as this task uses it. Default: the checkpoint as it is, loaded exactly. Classification
+        tasks give it their head (`heads.load_with_head`); `say` gets the line naming a newly initialised head."""
+        from ... import io
+
+        return io.load(model_path)
 
     def with_head(self, model, model_path: str, num_labels: int | None):
         """The model a `train` stage trains (e.g. a new classification head on an encoder). Default: unchanged."""
@@ -35,7 +46,15 @@ class Task:
         return self.examples(rows)
 
     def labels(self, rows: list[dict]) -> list[int]:
-        return [int(r["label"]) for r in rows]
+        """Label ids of the rows: names (`spam`) through the run's class names, ids as they are."""
+        from ..labels import to_ids
+
+        return to_ids([r["label"] for r in rows], self.classes.names if self.classes else None)
+
+    @property
+    def classes(self):
+        """The run's `labels.Classes` (None outside a recipe run)."""
+        return getattr(self.run, "classes", None)
 
     def batches(self, rows: list[dict], batch_size: int, with_labels: bool = False) -> list[dict]:
         raise NotImplementedError
@@ -69,3 +88,36 @@ class Task:
     def generation_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
         """Generative tasks: seconds per generated token of each model, measured side by side. None otherwise."""
         return None
+
+
+class Classifier(Task):
+    """A task whose model ends in a classification head (`head`), whose classes the data may name; quality is
+    accuracy and macro F1 (and top-5 accuracy beyond 5 classes)."""
+
+    predicts = True
+
+    @torch.inference_mode()
+    def quality(self, model, dense=False):
+        preds, labels, top5 = metrics.classify(model, self.eval_batches)
+        self.last_predictions = (preds, labels)
+        return metrics.classification_scores(preds, labels, top5, model.config.num_labels)
+
+    def load_model(self, model_path: str, say=None):
+        from ..heads import load_with_head
+
+        c = self.classes
+        model, line = load_with_head(model_path, self.head, c and c.num_labels, c and c.names, c and c.new_head_labels)
+        if line and say:
+            say(line)
+        return model
+
+    def with_head(self, model, model_path, num_labels):
+        has_head = isinstance(model, self.head._model_mapping.get(type(model.config), ()))
+        if has_head and num_labels in (None, model.config.num_labels):
+            return model
+        from ..heads import load_with_head
+
+        model, line = load_with_head(model_path, self.head, num_labels, self.classes and self.classes.names)
+        if line:
+            self.run.console.print(line)
+        return model

@@ -23,10 +23,9 @@ import torch
 import transformers
 
 from ...errors import CompressError
-from ...evaluate import tasks as metrics
 from ...evaluate.speech import transcribe_features, wer
 from ...stats import latency_side_by_side, traced_linear_macs
-from .base import Task
+from .base import Classifier, Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
 
@@ -50,18 +49,14 @@ def _attention_macs(model, queries_of) -> int:
     return total
 
 
-class AudioClassification(Task):
+class AudioClassification(Classifier):
     name, primary = "audio-classification", "accuracy"
+    head = transformers.AutoModelForAudioClassification
     eval_batch_size = 32
     window_seconds = 1.0  # Speech-Commands-style clips: every clip padded / cut to one second
 
     def processor(self, model_path: str):
         return transformers.AutoFeatureExtractor.from_pretrained(model_path)
-
-    def with_head(self, model, model_path, num_labels):
-        if type(model).__name__.endswith(("SequenceClassification", "AudioClassification")):
-            return model
-        return transformers.AutoModelForAudioClassification.from_pretrained(model_path, num_labels=num_labels)
 
     def _inputs(self, rows: list[dict]) -> dict:
         fe = self.run.processor
@@ -110,12 +105,10 @@ class AudioClassification(Task):
     def prepare(self, dense, eval_rows, stage):
         self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size, with_labels=True)
 
-    def quality(self, model, dense=False):
-        return metrics.classification(model, self.eval_batches)
-
 
 class SpeechRecognition(Task):
     name, primary, higher_is_better = "speech-recognition", "wer", False
+    predicts = True
     eval_batch_size = 8  # 30-second windows: activations of a batch are large
 
     def processor(self, model_path: str):
@@ -181,6 +174,7 @@ class SpeechRecognition(Task):
 
     def quality(self, model, dense=False):
         hyps = transcribe_features(model, self.run.processor, self.features, self.eval_batch_size, self.data.max_length)
+        self.last_predictions = (hyps, self.references)
         return {"wer": wer(self.references, hyps), "generation": hyps[0] if hyps else ""}
 
     @torch.inference_mode()

@@ -7,9 +7,8 @@ import torch
 import transformers
 
 from ...data import text_batches
-from ...evaluate import tasks as metrics
 from ...evaluate.embeddings import cosine_fidelity, embed
-from .base import Task
+from .base import Classifier, Task
 
 
 class _Text(Task):
@@ -42,20 +41,30 @@ class _Text(Task):
         )
 
 
-class TextClassification(_Text):
+class TextClassification(Classifier, _Text):
     name, primary = "text-classification", "accuracy"
-
-    def with_head(self, model, model_path, num_labels):
-        if type(model).__name__.endswith("SequenceClassification"):
-            return model
-        return transformers.AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=num_labels)
-
-    def quality(self, model, dense=False):
-        return metrics.classification(model, self.eval_batches)
+    head = transformers.AutoModelForSequenceClassification
 
 
 class SentenceEmbedding(_Text):
     name, primary = "sentence-embedding", "cosine_vs_dense"
+
+    def load_model(self, model_path, say=None):
+        """The checkpoint as it is; if it does not load exactly into the class its config names (sentence-transformers
+        exports name *ForMaskedLM over bare encoder weights), its encoder, loaded strictly."""
+        from ... import io
+        from ...errors import CompressError
+        from ..heads import load_with_head
+
+        try:
+            return io.load(model_path)
+        except CompressError as e:
+            if e.field != "model":
+                raise
+        model, line = load_with_head(model_path, transformers.AutoModel)
+        if line and say:
+            say(line)
+        return model
 
     def prepare(self, dense, eval_rows, stage):
         self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size)
@@ -69,6 +78,8 @@ class SentenceEmbedding(_Text):
 
         from ..data import split
 
+        if self.data.train_split not in self.run.rows:  # e.g. `compress eval` on one file
+            return None
         rows = split(self.run.rows, self.data.train_split, 2000)
         if not rows or rows[0].get("label") is None:
             return None

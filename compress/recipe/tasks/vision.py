@@ -10,8 +10,7 @@ import numpy as np
 import torch
 import transformers
 
-from ...evaluate import tasks as metrics
-from .base import Task
+from .base import Classifier
 
 CHUNK = 1024  # images sent to the processor at once (bounds peak memory on large splits)
 
@@ -36,9 +35,10 @@ def _hwc(image, channels: int) -> np.ndarray:
     return x
 
 
-class ImageClassification(Task):
+class ImageClassification(Classifier):
     name, primary = "image-classification", "accuracy"
     input_key = "image"
+    head = transformers.AutoModelForImageClassification
 
     def processor(self, model_path: str):
         config = transformers.AutoConfig.from_pretrained(model_path)
@@ -47,13 +47,6 @@ class ImageClassification(Task):
         if Path(model_path).is_dir() and not (Path(model_path) / "preprocessor_config.json").exists():
             return image_processor(self.image_size, self.channels)  # a bare config: resize + scale to [-1, 1]
         return transformers.AutoImageProcessor.from_pretrained(model_path)
-
-    def with_head(self, model, model_path, num_labels):
-        if type(model).__name__.endswith("ForImageClassification") and model.config.num_labels == num_labels:
-            return model
-        return transformers.AutoModelForImageClassification.from_pretrained(
-            model_path, num_labels=num_labels, ignore_mismatched_sizes=True
-        )
 
     # -- data ------------------------------------------------------------------------------------------------------
     def pixels(self, rows: list[dict]) -> torch.Tensor:
@@ -88,5 +81,3 @@ class ImageClassification(Task):
         return (self.image_size // self.patch_size) ** 2 + 1
 
     # -- quality -----------------------------------------------------------------------------------------------------
-    def quality(self, model, dense=False):
-        return metrics.classification(model, self.eval_batches)
