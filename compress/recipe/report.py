@@ -136,8 +136,9 @@ def _pareto(evaluation: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_model_card(folder: Path, run) -> None:
-    """README.md with Hub metadata: base model, licence, recipe, metrics, how to load."""
+def write_model_card(folder: Path, run, extra: list[str] = ()) -> None:
+    """README.md with Hub metadata: base model, licence, recipe, metrics, how to load (+ `extra` lines from the
+    task, e.g. how a speech model decodes)."""
     from .runner import _yaml_form
 
     import yaml
@@ -158,6 +159,8 @@ def write_model_card(folder: Path, run) -> None:
     }
     if recipe.license:
         meta["license"] = recipe.license
+    if getattr(recipe.data, "language", None):
+        meta["language"] = [recipe.data.language]
     evaluation = _evaluation(run)
     arch = (config.get("architectures") or ["AutoModel"])[0]
     where = "path/to/this/folder-or-hub-repo"
@@ -183,6 +186,7 @@ def write_model_card(folder: Path, run) -> None:
         "```python",
         load,
         "```",
+        *(["", *extra] if extra else []),
         "",
         "## Recipe",
         "",
