@@ -217,8 +217,7 @@ def test_tiny_multilingual_recipe_end_to_end_writes_the_prompt_into_the_final_mo
     assert "basic normaliser" in card
     model = compress.load(final)  # plain generate decodes with the recipe's prompt
     prompts = _Prompts(model)
-    feats = T.AutoProcessor.from_pretrained(final).feature_extractor(
-        [np.zeros(4000)], sampling_rate=16_000, return_tensors="pt"
-    ).input_features
+    fe = T.AutoProcessor.from_pretrained(final).feature_extractor
+    feats = fe([np.zeros(4000)], sampling_rate=16_000, return_tensors="pt").input_features
     model.generate(input_features=feats, max_new_tokens=2)
     assert prompts.seen[0] == [[SOT, DE, TRANSCRIBE, NO_TIMESTAMPS]]

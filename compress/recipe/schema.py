@@ -79,7 +79,7 @@ class DataSpec(Strict):
         description="speech recognition: language of the audio (Whisper code or name: en, de, english), put in the "
         "decoder prompt of every transcript and label; required for multilingual Whisper, default English for `.en`",
     )
-    speech_task: Literal["transcribe", "translate"] | None = Field(
+    speech_task: str | None = Field(
         None, description="speech recognition with multilingual Whisper: transcribe (default) or translate to English"
     )
 
@@ -89,6 +89,11 @@ class DataSpec(Strict):
         from .tasks.whisper_prompt import language_code
 
         return None if v is None else language_code(v)
+
+    @field_validator("speech_task")
+    @classmethod
+    def _speech_task(cls, v):
+        return None if v is None else _one_of("speech_task", v, ("transcribe", "translate"))
 
 
 class PruneStage(Strict):
