@@ -136,9 +136,11 @@ class SpeechRecognition(Task):
         from ... import assets
 
         for name in dict.fromkeys(m for m in (recipe.model, recipe.teacher) if m):
-            whisper_prompt.resolve(
-                cls._generation_config(assets.resolve_model(name)), recipe.data.language, recipe.data.speech_task
-            )
+            try:
+                gen = transformers.GenerationConfig.from_pretrained(assets.resolve_model(name))
+            except OSError:  # none saved, or not reachable: loading the model says which
+                continue
+            whisper_prompt.resolve(gen, recipe.data.language, recipe.data.speech_task)
 
     def processor(self, model_path: str):
         proc = transformers.AutoProcessor.from_pretrained(model_path)
