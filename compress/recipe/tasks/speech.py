@@ -238,7 +238,11 @@ class SpeechRecognition(Task):
             gen = transformers.GenerationConfig.from_pretrained(folder)
             gen.language, gen.task = p.language, p.task
             gen.save_pretrained(folder)
-        lines = ["## Decoding", "", f"Evaluated and distilled with {p.describe()}."]
+        lines = [
+            "## Decoding",
+            "",
+            f"Transcripts (evaluation) and decoder labels (calibration, distillation) use {p.describe()}.",
+        ]
         if p.language is not None:
             lines += [
                 f"Set as the defaults in `generation_config.json` and the tokenizer; explicitly: `model.generate("
