@@ -22,11 +22,12 @@ _MODULES = {
     "fashion-mnist": "fashion",
     "vit-fashion-mnist-scratch": "vit_scratch",
     "whisper-tiny-en": "whisper_tiny_en",
+    "whisper-base": "whisper_base",
     "pocketsphinx-utterances": "pocketsphinx",
     "espeak-speech": "espeak",
 }
 # model folders (a recipe's `model` / `teacher` may name them)
-MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch", "whisper-tiny-en"}
+MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch", "whisper-tiny-en", "whisper-base"}
 # data sets with `load()` -> {split: rows} (a recipe's `data.source` may name them)
 DATA = sorted(set(_MODULES) - MODELS)
 

@@ -144,8 +144,9 @@ def _pareto(evaluation: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_model_card(folder: Path, run) -> None:
-    """README.md with Hub metadata: base model, licence, recipe, metrics, how to load."""
+def write_model_card(folder: Path, run, extra: list[str] = ()) -> None:
+    """README.md with Hub metadata: base model, licence, recipe, metrics, how to load (+ `extra` lines from the
+    task, e.g. how a speech model decodes)."""
     recipe = run.recipe
     config = json.loads((folder / "config.json").read_text())
     plain = (config.get("compress") or {}).get("plain_loadable", True)
@@ -164,6 +165,8 @@ def write_model_card(folder: Path, run) -> None:
         del meta["base_model"]
     if recipe.license:
         meta["license"] = recipe.license
+    if getattr(recipe.data, "language", None):
+        meta["language"] = [recipe.data.language]
     evaluation = _evaluation(run)
     arch = (config.get("architectures") or ["AutoModel"])[0]
     where = "path/to/this/folder-or-hub-repo"
@@ -189,6 +192,7 @@ def write_model_card(folder: Path, run) -> None:
         "```python",
         load,
         "```",
+        *(["", *extra] if extra else []),
         "",
         "## Recipe",
         "",

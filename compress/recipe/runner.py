@@ -230,7 +230,7 @@ class RecipeRun:
         if last:
             with io.atomic_dir(self.output / "final", overwrite=True) as tmp:
                 shutil.copytree(Path(last[-1]["dir"]) / "model", tmp, dirs_exist_ok=True)
-                write_model_card(tmp, self)
+                write_model_card(tmp, self, self.task.finish(tmp))
 
 
 def run_recipe(
@@ -243,7 +243,7 @@ def run_recipe(
 ) -> list[dict]:
     console = console or Console()
     recipe = load_recipe(path, overrides)  # fails before anything is written
-    tasks.get(recipe.task)
+    tasks.get(recipe.task).check(recipe)
     check_metrics(recipe)
     output = Path(output)
     state = PartialState(cpu=not torch.cuda.is_available())

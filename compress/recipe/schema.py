@@ -74,6 +74,26 @@ class DataSpec(Strict):
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
     eval_size: int = Field(512, gt=0, description="examples evaluated (per split)")
     max_length: int = Field(128, gt=0, description="tokens per text (text tasks)")
+    language: str | None = Field(
+        None,
+        description="speech recognition: language of the audio (Whisper code or name: en, de, english), put in the "
+        "decoder prompt of every transcript and label; required for multilingual Whisper, default English for `.en`",
+    )
+    speech_task: str | None = Field(
+        None, description="speech recognition with multilingual Whisper: transcribe (default) or translate to English"
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v):
+        from .tasks.whisper_prompt import language_code
+
+        return None if v is None else language_code(v)
+
+    @field_validator("speech_task")
+    @classmethod
+    def _speech_task(cls, v):
+        return None if v is None else _one_of("speech_task", v, ("transcribe", "translate"))
 
 
 class PruneStage(Strict):
@@ -262,6 +282,13 @@ class Recipe(Strict):
     @classmethod
     def _task(cls, v):
         return _one_of("task", v, TASKS)
+
+    @model_validator(mode="after")
+    def _speech_fields(self):
+        given = [f for f in ("language", "speech_task") if getattr(self.data, f) is not None]
+        if given and self.task != "speech-recognition":
+            raise ValueError(f"data.{given[0]} is for speech-recognition recipes only; remove it")
+        return self
 
     @field_validator("stages")
     @classmethod

@@ -3,6 +3,8 @@ how quality is measured. One subclass per task; the runner and the evaluate stag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ...evaluate import tasks as metrics
@@ -21,6 +23,11 @@ class Task:
         self.run, self.data = run, run.recipe.data
 
     # -- model side --------------------------------------------------------------------------------------------
+    @classmethod
+    def check(cls, recipe) -> None:
+        """Checks of the recipe against its model, run before anything is written (e.g. a multilingual Whisper
+        needs `data.language`). Default: none."""
+
     def processor(self, model_path: str):
         """Tokenizer / image processor / feature extractor; saved next to every model a stage writes."""
         raise NotImplementedError
@@ -88,6 +95,12 @@ class Task:
     def generation_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
         """Generative tasks: seconds per generated token of each model, measured side by side. None otherwise."""
         return None
+
+    # -- the finished model ----------------------------------------------------------------------------------------
+    def finish(self, folder: Path) -> list[str]:
+        """Last touches to the finished model's folder (DIR/final) before its model card is written; returns
+        markdown lines for the card. Default: none."""
+        return []
 
 
 class Classifier(Task):

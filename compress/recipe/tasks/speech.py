@@ -5,6 +5,9 @@ clips padded / cut to `AudioClassification.window_seconds`, quality = accuracy a
 
 Speech recognition with encoder-decoder models that read log-mel features (Whisper): audio rows -> input features,
 transcripts -> decoder labels; quality = word error rate of greedy transcripts (`compress.evaluate.speech`).
+Multilingual Whisper decodes and learns with a language and task prompt (`data.language`, `data.speech_task`; see
+`whisper_prompt.py`): set once as the processor's tokenizer prefix tokens, so every label and every `generate` call
+below uses it.
 
 Cost of a seq2seq model is one encoded audio window plus a transcript decoded token by token, so:
 
@@ -19,12 +22,15 @@ Cost of a seq2seq model is one encoded audio window plus a transcript decoded to
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import transformers
 
 from ...errors import CompressError
 from ...evaluate.speech import transcribe_features, wer
 from ...stats import latency_side_by_side, traced_linear_macs
+from . import whisper_prompt
 from .base import Classifier, Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
@@ -111,13 +117,39 @@ class SpeechRecognition(Task):
     predicts = True
     eval_batch_size = 8  # 30-second windows: activations of a batch are large
 
+    @staticmethod
+    def _generation_config(model_path: str):
+        try:
+            return transformers.GenerationConfig.from_pretrained(model_path)
+        except OSError:  # none saved: transformers derives one from config.json, without language tokens
+            return transformers.GenerationConfig()
+
+    @classmethod
+    def check(cls, recipe):
+        from ... import assets
+
+        for name in dict.fromkeys(m for m in (recipe.model, recipe.teacher) if m):
+            try:
+                gen = transformers.GenerationConfig.from_pretrained(assets.resolve_model(name))
+            except OSError:  # none saved, or not reachable: loading the model says which
+                continue
+            whisper_prompt.resolve(gen, recipe.data.language, recipe.data.speech_task)
+
     def processor(self, model_path: str):
         proc = transformers.AutoProcessor.from_pretrained(model_path)
         if not hasattr(proc, "feature_extractor") or not hasattr(proc, "tokenizer"):
             raise CompressError(
                 "model", f"{model_path} has no speech processor (feature extractor + tokenizer)", "use a Whisper model"
             )
+        gen = self._generation_config(model_path)
+        prompt = whisper_prompt.resolve(gen, self.data.language, self.data.speech_task)
+        whisper_prompt.apply(prompt, proc.tokenizer, gen)  # labels and decoding read the prompt from here
         return proc
+
+    @property
+    def prompt(self) -> whisper_prompt.WhisperPrompt:
+        """The decoder prompt, as the processor's tokenizer holds it."""
+        return whisper_prompt.of(self.run.model, self.run.processor)
 
     # -- data side ---------------------------------------------------------------------------------------------
     def _features(self, rows: list[dict]) -> torch.Tensor:
@@ -175,7 +207,7 @@ class SpeechRecognition(Task):
     def quality(self, model, dense=False):
         hyps = transcribe_features(model, self.run.processor, self.features, self.eval_batch_size, self.data.max_length)
         self.last_predictions = (hyps, self.references)
-        return {"wer": wer(self.references, hyps), "generation": hyps[0] if hyps else ""}
+        return {"wer": wer(self.references, hyps, self.prompt.text_language), "generation": hyps[0] if hyps else ""}
 
     @torch.inference_mode()
     def generation_latency(self, models, repeats):
@@ -185,7 +217,31 @@ class SpeechRecognition(Task):
         feats = self.features[:1]
 
         def generate(m):
-            m.generate(input_features=feats, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            prompt = whisper_prompt.generate_kwargs(m, self.run.processor)
+            m.generate(input_features=feats, max_new_tokens=n, min_new_tokens=n, do_sample=False, **prompt)
 
         seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
         return {name: s / n for name, s in seconds.items()}
+
+    # -- the finished model ----------------------------------------------------------------------------------------
+    def finish(self, folder: Path) -> list[str]:
+        """Multilingual models: the recipe's language and task become the generation config's defaults, so a plain
+        `model.generate(input_features=...)` decodes as the recipe evaluated it."""
+        p = self.prompt
+        if p.language is not None:
+            gen = transformers.GenerationConfig.from_pretrained(folder)
+            gen.language, gen.task = p.language, p.task
+            gen.save_pretrained(folder)
+        lines = [
+            "## Decoding",
+            "",
+            f"Transcripts (evaluation) and decoder labels (calibration, distillation) use {p.describe()}.",
+        ]
+        if p.language is not None:
+            lines += [
+                f"Set as the defaults in `generation_config.json` and the tokenizer; explicitly: `model.generate("
+                f'input_features, language="{p.language}", task="{p.task}")`.'
+            ]
+        basic = "a basic normaliser (lower case, punctuation and symbols stripped)"
+        norm = "Whisper's English text normaliser" if p.text_language == "en" else basic
+        return lines + [f"WER after {norm} on both sides."]
