@@ -8,6 +8,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 import compress
 from compress.errors import CompressError
@@ -105,7 +106,12 @@ def test_resume_with_changed_distill_settings_starts_distillation_afresh(assets_
     recipe, out = _recipe(assets_dir, tmp_path), tmp_path / "run"
     run_recipe(recipe, out)  # leaves a checkpoint at step 2 of 4 in 02-distill.run
     stamp = (out / "01-prune" / "stage.json").stat().st_mtime_ns
-    run_recipe(recipe, out, resume=True, overrides=["stages.1.lr=0.01"])
+    console = Console(record=True, width=200)
+    run_recipe(recipe, out, resume=True, overrides=["stages.1.lr=0.01"], console=console)
+    assert (
+        "distill: its settings changed since the interrupted run, so its checkpoints are discarded and "
+        "distillation restarts from step 0" in console.export_text()
+    )
     curve = json.loads((out / "02-distill.run" / "loss_curve.json").read_text())["curve"]
     assert curve[0]["lr"] == pytest.approx(0.01)  # not the old run's first steps, continued from its checkpoint
     assert (out / "01-prune" / "stage.json").stat().st_mtime_ns == stamp
