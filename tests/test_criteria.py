@@ -157,3 +157,28 @@ def test_budgets_are_met_exactly(heads, mlp, layout):
     else:
         assert sum(kept_heads) == 12 - round(heads * 12) and min(kept_heads) >= 1
         assert sum(kept_neurons) == 120 - round(mlp * 120) and min(kept_neurons) >= 1
+
+
+@pytest.mark.parametrize("criterion", ["taylor", "fisher"])
+def test_units_whose_mask_gets_no_gradient_fall_back_to_magnitude_with_a_warning(criterion, monkeypatch):
+    """A site whose mask never reaches the loss used to score 0 and be pruned first, silently."""
+    from compress.pruning.masks import output_projections
+
+    model, kind = make("bert")
+    calib = _calibration("bert", 2)
+    first = next(iter(output_projections(model)))  # the site whose gradient the loss "loses"
+    real = torch.autograd.grad
+
+    def lose_first(loss, tensors, **kw):
+        return (None, *real(loss, tensors, **kw)[1:])
+
+    monkeypatch.setattr(torch.autograd, "grad", lose_first)
+    with pytest.warns(UserWarning, match=rf"{criterion}: 1 site\(s\) got no gradient .*\({first}\); .* weight magnitude"):
+        scores = compress.pruning.api.score(model, criterion, calib)
+    monkeypatch.undo()
+    got = scores.heads.get(first, scores.neurons.get(first))
+    mag = CRITERIA["magnitude"](model, None)
+    want = mag.heads.get(first, mag.neurons.get(first))
+    others = torch.cat([v for k, v in {**scores.heads, **scores.neurons}.items() if k != first and len(v) == len(got)])
+    assert torch.equal(got.argsort(), want.argsort()) and got.min() > 0
+    assert got.mean() == pytest.approx(float(others.mean()), rel=1e-5)
