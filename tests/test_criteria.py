@@ -173,7 +173,8 @@ def test_units_whose_mask_gets_no_gradient_fall_back_to_magnitude_with_a_warning
         return (None, *real(loss, tensors, **kw)[1:])
 
     monkeypatch.setattr(torch.autograd, "grad", lose_first)
-    with pytest.warns(UserWarning, match=rf"{criterion}: 1 site\(s\) got no gradient .*\({first}\); .* weight magnitude"):
+    warned = rf"{criterion}: 1 site\(s\) got no gradient .*\({first}\); .* weight magnitude"
+    with pytest.warns(UserWarning, match=warned):
         scores = compress.pruning.api.score(model, criterion, calib)
     monkeypatch.undo()
     got = scores.heads.get(first, scores.neurons.get(first))
