@@ -327,3 +327,17 @@ def test_recipe_under_accelerate_launch_two_processes(assets_dir, tmp_path):
     assert [r["name"] for r in report["evaluation"]["rows"]] == ["dense", "01-prune", "02-distill", "03-quantize"]
     assert compress.load(tmp_path / "out" / "final").config.compress["quantization"]
     assert r.stdout.count("[2/4] distill") == 1  # progress lines come from the main process only
+
+
+def test_dense_size_of_a_hub_model_is_measured_from_a_saved_copy(assets_dir, tmp_path):
+    """It used to be 4 bytes x parameters in the measured size column."""
+    from types import SimpleNamespace
+
+    from compress.recipe.evaluation import dense_folder
+    from compress.stats import weights_size
+
+    model = compress.load(assets_dir / "model")
+    assert dense_folder(SimpleNamespace(model_path=str(assets_dir / "model")), model, tmp_path) == assets_dir / "model"
+    folder = dense_folder(SimpleNamespace(model_path="someone/on-the-hub"), model, tmp_path)
+    assert folder.parent == tmp_path and compress.load(folder).config.vocab_size == model.config.vocab_size
+    assert weights_size(folder) == weights_size(assets_dir / "model")
