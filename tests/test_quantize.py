@@ -227,8 +227,8 @@ def test_int8_per_tensor_runs_both_cpu_paths():
                     m._packed = None
             outs[reduce_range] = run_model(q, kind)
         assert torch.isfinite(outs[reduce_range]).all()
-        if reduce_range or torch.cpu._is_vnni_supported():
-            assert rel_err(outs[reduce_range], ref) < TOLERANCE["int8-dynamic"], reduce_range
+        if reduce_range or torch.cpu._is_vnni_supported():  # 7-bit activations: twice the quantization step
+            assert rel_err(outs[reduce_range], ref) < TOLERANCE["int8-dynamic"] * (2 if reduce_range else 1)
     assert not torch.equal(outs[True], outs[False])
 
 
