@@ -185,8 +185,14 @@ def main() -> None:
     )
     if args.json:
         versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+        cpu = {
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(),
+            "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "vnni": torch.cpu._is_vnni_supported(),
+        }
         result = {"model": "all-MiniLM-L6-v2", "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
-                  "repeats": args.repeats, "load_average": [load_before, load_after], "versions": versions,
+                  "repeats": args.repeats, "load_average": [load_before, load_after], "versions": versions, "cpu": cpu,
                   "rows": rows}  # fmt: skip
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
