@@ -19,8 +19,19 @@ console = Console()
 Ratio = Annotated[float, typer.Option(help="fraction to remove, in [0, 1)")]
 
 
-def load_model(name: str):
-    """A folder, a built-in asset name (minilm-l6) or a hub id -> (model, tokenizer or None)."""
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+)
+
+
+def load_model(name: str, with_tokenizer: bool = True):
+    """A folder, a built-in asset name (minilm-l6) or a hub id -> (model, tokenizer or None). A tokenizer that cannot
+    be loaded gives a warning: whatever the command writes is then saved without one."""
     import transformers
 
     from . import assets, io
@@ -36,9 +47,17 @@ def load_model(name: str):
             f"cannot load {name!r} ({str(e).splitlines()[0][:160]})",
             "give a local folder, a built-in asset (minilm-l6) or a reachable hub id",
         ) from None
+    if not with_tokenizer:
+        return model, None
     try:
+        if Path(path).is_dir() and not any((Path(path) / f).exists() for f in TOKENIZER_FILES):
+            raise OSError("the folder has no tokenizer files")  # transformers 5 would build an empty vocabulary
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as e:
+        import warnings
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        warnings.warn(f"no tokenizer loaded from {name!r} ({first}); the output is saved without one", stacklevel=2)
         tokenizer = None
     return model, tokenizer
 
@@ -117,7 +136,7 @@ def inspect(
     from .pruning.record import iter_layers
     from .stats import count_params, estimate_macs
 
-    net, _ = load_model(model)
+    net, _ = load_model(model, with_tokenizer=False)
     adapter = get_adapter(net)
     table = Table(title=f"{model} ({net.config.model_type}, adapter {adapter.name})")
     for col in ("stack", "layer", "orig", "attention", "heads", "kv groups", "head dim", "mlp neurons"):
@@ -179,7 +198,7 @@ def distill(
         raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
     texts = [t for t, _ in assets.rotten_tomatoes()["train"]] if data == "rotten-tomatoes" else read_texts_checked(data)
     texts = texts[:samples] if samples else texts
-    net_t, _ = load_model(teacher)
+    net_t, _ = load_model(teacher, with_tokenizer=False)
     net_s, tokenizer = load_model(student)
     if loss == "auto":
         loss = "embedding" if type(net_s).__name__.endswith("Model") else "logits"

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -74,8 +75,14 @@ def peak_rss(folder: str | Path, inputs: dict[str, torch.Tensor]) -> int | None:
             capture_output=True,
             text=True,
         )
-    if done.returncode != 0:
-        return None  # a measurement that failed is reported as missing, never as a made-up number
+    if done.returncode != 0:  # reported as missing, never as a made-up number, and the user is told why
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        warnings.warn(
+            f"peak memory of {folder} not measured: the measuring process exited with code {done.returncode} "
+            f"({lines[-1].strip()[:300] if lines else 'no error output'})",
+            stacklevel=2,
+        )
+        return None
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_delta"]
 
 

@@ -307,6 +307,7 @@ def main() -> None:
             t0 = time.perf_counter()
             compress.prune(model, heads=ratio, mlp=ratio, criterion=criterion, calibration=calib_b)
             secs = time.perf_counter() - t0
+            comp = model.config.compress["history"][-1]["bias_compensated"]  # projections whose bias was adjusted
             add(
                 model,
                 count_params(model),
@@ -315,10 +316,11 @@ def main() -> None:
                 method="compress",
                 budget=ratio,
                 criterion=criterion,
+                bias_compensated=comp,
             )
             q, qsecs = int8(model)
             add(q, count_params(model), secs + qsecs, f"compress {tag} int8", method="compress", budget=ratio,
-                criterion=criterion, int8=True)  # fmt: skip
+                criterion=criterion, int8=True, bias_compensated=comp)  # fmt: skip
             if criterion == timed_criterion:
                 timed[f"compress {tag}"], timed[f"compress {tag} int8"] = model, q
             one_shot[criterion], val_acc[criterion] = (model, secs), ev.validation_accuracy(model)
@@ -411,8 +413,11 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     plot(result, out / "accuracy_vs_speedup.png")
     here = Path(args.report).parent
+    quant = out.parent / "quantize" / "results.json"  # scripts/bench_quantize.py: the int8-embeddings addendum
     md = render_markdown(result, png=os.path.relpath(out / "accuracy_vs_speedup.png", here),
-                         results=os.path.relpath(out / "results.json", here))  # fmt: skip
+                         results=os.path.relpath(out / "results.json", here),
+                         quantize=json.loads(quant.read_text()) if quant.exists() else None,
+                         quantize_results=os.path.relpath(quant, here))  # fmt: skip
     Path(args.report).write_text(md)
     shutil.rmtree(out / "run", ignore_errors=True)
     log(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_speedup.png'}, {args.report} "

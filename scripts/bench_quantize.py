@@ -14,6 +14,9 @@ For every method, on the dense model and on the pruned one (50 % heads + 50 % ne
   - fidelity: mean cosine of mean-pooled embeddings vs dense fp32 on 512 Rotten-Tomatoes test sentences.
 
     .venv/bin/python scripts/bench_quantize.py [--methods bf16,int8-dynamic] [--repeats 7] [--json out.json]
+    # the README's Quantization figures and the int8-embeddings addendum of benchmarks/RESULTS.md:
+    .venv/bin/python scripts/bench_quantize.py --methods bf16,int8-dynamic,int8-dynamic/embeddings --no-peak-memory \
+        --json benchmarks/quantize/results.json
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ METHODS = {
     "fp16": ("fp16", {}),
     "int8-dynamic": ("int8-dynamic", {}),
     "int8-dynamic/per-tensor": ("int8-dynamic", {"granularity": "per-tensor"}),
+    "int8-dynamic/embeddings": ("int8-dynamic", {"embeddings": True}),  # + int8 token-embedding rows
     "bnb-int8": ("bnb-int8", {}),
     "bnb-nf4": ("bnb-nf4", {}),
     "bnb-fp4": ("bnb-fp4", {}),
@@ -79,6 +83,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-peak-memory", action="store_true", help="skip the fresh-process peak-RSS measurement")
     args = ap.parse_args()
     labels = ["fp32", *[m for m in args.methods.split(",") if m != "fp32"]]
     unknown = [m for m in labels if m not in METHODS]
@@ -125,7 +130,7 @@ def main() -> None:
                         "disk_bytes": weights_size(folder),
                         "block_disk_bytes": block_bytes(folder),
                         "memory_bytes": memory_bytes(model),
-                        "peak_rss_delta_bytes": peak_rss(folder, x32),
+                        "peak_rss_delta_bytes": None if args.no_peak_memory else peak_rss(folder, x32),
                         "reload_exact": exact,
                         "cosine": cosine_fidelity(reference, embed(model, evalb)),
                     }
@@ -141,6 +146,8 @@ def main() -> None:
             row[f"b{size}_speedup"] = lat["dense fp32"] / ms
 
     base_disk, base_blocks = rows[0]["disk_bytes"], rows[0]["block_disk_bytes"]
+    for r in rows:  # the ratios the README quotes, stored with the raw numbers
+        r["x_smaller"], r["blocks_x_smaller"] = base_disk / r["disk_bytes"], base_blocks / r["block_disk_bytes"]
     t = Table(
         title=f"all-MiniLM-L6-v2: quantization, dense and 50/50-pruned ({torch.get_num_threads()} threads, "
         f"seq 128, latency median of {args.repeats}, speed-up vs dense fp32 measured side by side)"
@@ -158,7 +165,7 @@ def main() -> None:
             f"{r['block_disk_bytes'] / 1e6:.1f}",
             f"{base_blocks / r['block_disk_bytes']:.2f}",
             f"{r['memory_bytes'] / 1e6:.1f}",
-            f"{r['peak_rss_delta_bytes'] / 1e6:.0f}",
+            f"{r['peak_rss_delta_bytes'] / 1e6:.0f}" if r["peak_rss_delta_bytes"] is not None else "-",
             f"{r['b1_ms']:.1f}",
             f"{r['b1_speedup']:.2f}x",
             f"{r['b32_ms']:.0f}",
@@ -172,12 +179,22 @@ def main() -> None:
     console.print(
         "peak RSS: VmHWM increase of a fresh, warmed-up process loading the checkpoint and running one batch-32 "
         "forward (weights + activations). blocks: the transformer layers' tensors. The embeddings "
-        f"({embedding_mb:.0f} MB in fp32) stay in full precision for every method but the casts, which bounds the "
+        f"({embedding_mb:.0f} MB in fp32) stay in full precision for every method but the casts and "
+        "int8-dynamic/embeddings, which bounds the "
         f"size gains of int8 / 4-bit on a model this small. Machine load average {load_before:.1f} -> {load_after:.1f}."
     )
     if args.json:
-        result = {"model": "all-MiniLM-L6-v2", "threads": torch.get_num_threads(), "repeats": args.repeats,
-                  "load_average": [load_before, load_after], "rows": rows}  # fmt: skip
+        versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+        cpu = {
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count(),
+            "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "vnni": torch.cpu._is_vnni_supported(),
+        }
+        result = {"model": "all-MiniLM-L6-v2", "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
+                  "repeats": args.repeats, "load_average": [load_before, load_after], "versions": versions, "cpu": cpu,
+                  "rows": rows}  # fmt: skip
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
 
 

@@ -2,6 +2,8 @@
 torch), so they can be re-rendered from benchmarks/peers/results.json and tested on made-up rows:
 
     .venv/bin/python scripts/peers_report.py benchmarks/peers/results.json benchmarks/RESULTS.md
+
+benchmarks/quantize/results.json (scripts/bench_quantize.py), when present, adds the int8-embeddings addendum.
 """
 
 from __future__ import annotations
@@ -111,6 +113,28 @@ def _met(flag: bool) -> str:
     return "**met**" if flag else "**not met**"
 
 
+def _compensation(result: dict) -> str:
+    """Which criteria's one-shot rows had bias compensation. Rows carry `bias_compensated` (projections adjusted)
+    since issue 17; a run without it predates that fix, when `random` recorded no input means and so compensated
+    nothing (silently) while every other criterion did."""
+    rows = find(result["rows"], method="compress", kd=False)
+    criteria = sorted({r["criterion"] for r in rows})
+    recorded = all("bias_compensated" in r for r in rows)
+    if recorded:
+        off = sorted({r["criterion"] for r in rows if not r["bias_compensated"]})
+    else:
+        off = [c for c in criteria if c == "random"]
+    if not off:
+        return "bias compensation on for every criterion"
+    why = (
+        "its rows report no projection compensated"
+        if recorded
+        else "in this run it recorded no calibration input means, so it compensated nothing; compress now "
+        "compensates it too, so a rerun would change its rows"
+    )
+    return f"bias compensation on for {', '.join(c for c in criteria if c not in off)}; NOT for {', '.join(off)}: {why}"
+
+
 def _protocol(result: dict) -> list[str]:
     p, kd = result["protocol"], result["protocol"]["kd_config"]
     return [
@@ -123,8 +147,8 @@ def _protocol(result: dict) -> list[str]:
         "compress.assets.rotten_tomatoes). **cosine**: mean cosine similarity of each model's mean-pooled test "
         "embeddings to the dense model's (the protocol of scripts/distill_minilm.py).",
         f"- **Calibration**: the first {p['calibration_sentences']} training sentences, for every tool reading data.",
-        "- **compress one-shot**: `compress.prune(heads=r, mlp=r, criterion=...)` (uniform layout, bias compensation "
-        "on), every criterion. **+KD**: the criterion with the best *validation* accuracy "
+        "- **compress one-shot**: `compress.prune(heads=r, mlp=r, criterion=...)` (uniform layout, "
+        f"{_compensation(result)}), every criterion. **+KD**: the criterion with the best *validation* accuracy "
         f"({p['validation_sentences']:,} validation sentences; the test set does not choose) is distilled with "
         f"`compress.distill`: {kd['steps']} steps of batch {kd['batch_size']} (one pass over the first "
         f"{p['kd_sentences']:,} training sentences), lr {kd['lr']}, loss 1 - cos of the mean-pooled embedding vs the "
@@ -158,8 +182,14 @@ def _protocol(result: dict) -> list[str]:
 
 
 def render_markdown(
-    result: dict, png: str = "peers/accuracy_vs_speedup.png", results: str = "peers/results.json"
+    result: dict,
+    png: str = "peers/accuracy_vs_speedup.png",
+    results: str = "peers/results.json",
+    quantize: dict | None = None,
+    quantize_results: str = "quantize/results.json",
 ) -> str:
+    """The report. `quantize`: scripts/bench_quantize.py's results (with int8-dynamic/embeddings rows), rendered
+    as an addendum on int8 token embeddings when given."""
     rows, goals = result["rows"], result["goals"]
     dense = one(rows, method="dense", int8=False)
     load = result["load_average"]
@@ -243,7 +273,7 @@ def render_markdown(
         f"{dense['disk_bytes'] / 1e6:.1f} MB. Neither head/neuron pruning nor int8-dynamic (Linear layers only) "
         "touches it, so even with every block removed the model would be at most "
         f"{g2['size_bound_fp32_embeddings']:.2f}x smaller: 4x needs the embeddings quantized (or the vocabulary "
-        "pruned), which compress does not do yet.",
+        "pruned), which this run did not do" + (" (int8 token embeddings: see the addendum)." if quantize else "."),
         "",
         "3. **≥ 1 point more accuracy than each peer at equal parameter count**: one-shot vs one-shot "
         f"{_met(g3['met_one_shot'])}; compress with KD vs the peers as they ship (no distillation) "
@@ -259,7 +289,43 @@ def render_markdown(
     header = ["budget", "compress one-shot % (criterion)", "compress + KD %", "Torch-Pruning %", "TextPruner %"]
     lines += _table([*header, "margin one-shot, pts", "margin KD, pts"], body, indent="   ")
     lines += ["", "## Reading the numbers", "", *_notes(result), ""]
+    if quantize:
+        lines += _addendum(result, quantize, quantize_results)
     return "\n".join(lines)
+
+
+def _addendum(result: dict, quantize: dict, path: str) -> list[str]:
+    """int8 token embeddings, from scripts/bench_quantize.py's rows (another script, other evaluation sentences)."""
+    q = {(r["model"], r["method"]): r for r in quantize["rows"]}
+    body = []
+    for model, label in (("dense", "dense"), ("pruned", "50 % pruned")):
+        for method, what in (
+            ("int8-dynamic", "+ int8 (Linear layers)"),
+            ("int8-dynamic/embeddings", "+ int8 + int8 embeddings"),
+        ):
+            r = q[(model, method)]
+            body.append(
+                [f"{label} {what}", f"{r['disk_bytes'] / 1e6:.1f}", f"{r['x_smaller']:.2f}", f"{r['cosine']:.4f}"]
+            )
+    kd = one(result["rows"], method="compress", budget=0.5, kd=True, int8=True) if 0.5 in result["budgets"] else None
+    pruned_emb = q[("pruned", "int8-dynamic/embeddings")]
+    return [
+        "## Addendum: int8 token embeddings",
+        "",
+        "Goal 2's size half was blocked by the fp32 embedding table. `int8-dynamic` takes `embeddings=True` (int8 rows "
+        "with one scale each; skipped when the table is tied to an output layer). Measured by "
+        f"`scripts/bench_quantize.py` (raw numbers in `{path}`; command there) on the same MiniLM, dense and 50 % "
+        "heads + neurons pruned one-shot (activation criterion, 256 calibration sentences), default per-token "
+        "kernel; cosine of mean-pooled embeddings vs dense fp32 on the first 512 test sentences, not the probe "
+        "protocol above:",
+        "",
+        *_table(["model", "MB", "x smaller", "cosine vs dense"], body),
+        "",
+        f"A 50 % pruned + KD + int8 model has the same shapes, so with int8 embeddings it is "
+        f"{pruned_emb['x_smaller']:.2f}x smaller too"
+        + (f"; its batch-1 speed-up above ({kd['b1_speedup']:.2f}x) is still short of 4x." if kd else "."),
+        "",
+    ]
 
 
 def _notes(result: dict) -> list[str]:
@@ -365,5 +431,7 @@ def plot(result: dict, path: Path) -> None:
 if __name__ == "__main__":
     res = json.loads(Path(sys.argv[1]).read_text())
     res["goals"] = evaluate_goals(res)
-    Path(sys.argv[2]).write_text(render_markdown(res))
+    quant = Path(sys.argv[1]).parent.parent / "quantize" / "results.json"  # the int8-embeddings addendum, if measured
+    quant = json.loads(quant.read_text()) if quant.exists() else None
+    Path(sys.argv[2]).write_text(render_markdown(res, quantize=quant))
     plot(res, Path(sys.argv[1]).with_name("accuracy_vs_speedup.png"))

@@ -94,3 +94,31 @@ def test_report_and_plot(tmp_path):
     assert "**not met**" in md and "1.91x smaller" in md
     report.plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_report_says_which_criteria_had_bias_compensation():
+    result = _result(kd_acc=0.745, peer_acc=0.68)
+    result["goals"] = report.evaluate_goals(result)
+    for r in result["rows"]:  # a run from before rows carried the count: random compensated nothing then
+        r["criterion"] = "random" if r.get("criterion") == "magnitude" else r.get("criterion")
+    assert "bias compensation on for activation; NOT for random: in this run it recorded no" in report.render_markdown(
+        result
+    )
+    for r in report.find(result["rows"], method="compress", kd=False):
+        r["bias_compensated"] = 6
+    assert "(uniform layout, bias compensation on for every criterion)" in report.render_markdown(result)
+    report.find(result["rows"], method="compress", criterion="random")[0]["bias_compensated"] = 0
+    assert "NOT for random: its rows report no projection compensated" in report.render_markdown(result)
+
+
+def test_int8_embeddings_addendum_comes_from_the_quantize_results():
+    result = _result(kd_acc=0.745, peer_acc=0.68)
+    result["goals"] = report.evaluate_goals(result)
+    assert "Addendum" not in report.render_markdown(result)
+    q = [{"model": m, "method": k, "disk_bytes": b, "x_smaller": 90.0 / (b / 1e6), "cosine": c}
+         for m, k, b, c in [("dense", "fp32", 90e6, 1.0), ("dense", "int8-dynamic", 60e6, 0.99),
+                            ("dense", "int8-dynamic/embeddings", 24e6, 0.99), ("pruned", "int8-dynamic", 54e6, 0.77),
+                            ("pruned", "int8-dynamic/embeddings", 18e6, 0.7701)]]  # fmt: skip
+    md = report.render_markdown(result, quantize={"rows": q})
+    assert "| 50 % pruned + int8 + int8 embeddings | 18.0 | 5.00 | 0.7701 |" in md
+    assert "with int8 embeddings it is 5.00x smaller too; its batch-1 speed-up above (2.00x)" in md

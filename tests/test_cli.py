@@ -52,12 +52,32 @@ def test_prune_then_inspect(saved, tmp_path):
         tmp_path / "p",
     )
     assert r.returncode == 0, r.stderr
+    r_prune = r
     assert "params" in r.stdout and (tmp_path / "p" / "model.safetensors").exists()
     assert not list(tmp_path.glob(".p.tmp-*"))
     r = run("inspect", tmp_path / "p")
     assert r.returncode == 0, r.stderr
     assert "pruned: yes" in r.stdout
-    assert sum(compress.load(tmp_path / "p").config.compress["history"][-1]["params_after"] for _ in [0]) > 0
+    pruned = compress.load(tmp_path / "p")
+    s = pruned.config.compress["history"][-1]
+    # global layout: 6 of the 12 heads and 60 of the 120 neurons go, each head with its q/k/v rows (+ biases) and its
+    # o columns (4 * 32 * 8 + 3 * 8 weights), each neuron with its up row (+ bias) and down column (2 * 32 + 1)
+    assert s["params_before"] - s["params_after"] == 6 * (4 * 32 * 8 + 3 * 8) + 60 * (2 * 32 + 1)
+    assert s["params_after"] == sum(p.numel() for p in pruned.parameters())
+    layers = pruned.bert.encoder.layer
+    assert sum(layer.attention.self.query.out_features // 8 for layer in layers) == 6  # kept heads of 8 dims
+    assert sum(layer.intermediate.dense.out_features for layer in layers) == 60  # kept neurons
+    assert f"params {s['params_before']:,} -> {s['params_after']:,}" in " ".join(r_prune.stdout.split())
+    assert (tmp_path / "p" / "tokenizer.json").exists() and "no tokenizer" not in r_prune.stderr
+
+
+def test_prune_without_a_tokenizer_warns_that_none_is_saved(tmp_path):
+    model, _ = make("bert")
+    compress.save(model, tmp_path / "m")  # no tokenizer files
+    r = run("prune", tmp_path / "m", "--heads", 0.5, "--output", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert "no tokenizer loaded from" in r.stderr and "the output is saved without one" in r.stderr
+    assert (tmp_path / "p" / "model.safetensors").exists() and not (tmp_path / "p" / "tokenizer.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 import copy
 
+import pytest
 import torch
 
 import compress
+from compress.pruning import importance
+from compress.pruning.importance import CRITERIA
 from tiny import inputs, make
 
 
@@ -20,13 +23,24 @@ def _mean_output(model, batches):
     return (out * w[:, None]).sum(0) / w.sum()
 
 
-def test_mlp_mean_output_is_preserved():
+@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+def test_mlp_mean_output_is_preserved(criterion):
+    """Every criterion, `random` included (it used to record no input means and compensate nothing, silently)."""
     model, kind = make("bert")
     calib = [inputs(kind, seed=s) for s in range(3)]
     dense = copy.deepcopy(model)
-    compress.prune(model, mlp=0.5, protect=[1, 2], criterion="activation", calibration=calib)
+    compress.prune(model, mlp=0.5, protect=[1, 2], criterion=criterion, calibration=calib)
     torch.testing.assert_close(_mean_output(model, calib), _mean_output(dense, calib), atol=1e-5, rtol=1e-5)
     plain = copy.deepcopy(dense)
-    compress.prune(plain, mlp=0.5, protect=[1, 2], criterion="activation", calibration=calib, compensate=False)
+    compress.prune(plain, mlp=0.5, protect=[1, 2], criterion=criterion, calibration=calib, compensate=False)
     assert (_mean_output(plain, calib) - _mean_output(dense, calib)).abs().max() > 1e-3
     assert model.config.compress["history"][-1]["bias_compensated"] == 1
+
+
+def test_a_criterion_without_input_means_warns_that_nothing_was_compensated(monkeypatch):
+    model, kind = make("bert")
+    calib = [inputs(kind, seed=s) for s in range(2)]
+    monkeypatch.setitem(CRITERIA, "weights-only", lambda m, c: importance.magnitude(m, None))  # no input means
+    with pytest.warns(UserWarning, match="'weights-only' recorded no calibration input means, so no bias was comp"):
+        compress.prune(model, mlp=0.5, criterion="weights-only", calibration=calib)
+    assert model.config.compress["history"][-1]["bias_compensated"] == 0

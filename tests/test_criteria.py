@@ -43,6 +43,57 @@ def test_each_criterion_gives_valid_plan(family, criterion):
         model(**inputs(kind))
 
 
+def _check_plan_follows_scores(family, criterion):
+    """Scores are not constant within a site, and the plan keeps exactly the units that score highest."""
+    from compress.pruning.api import score
+    from compress.pruning.budget import Budget, build_plan
+
+    model, _ = make(family)
+    scores = score(model, criterion, _calibration(family))
+    plan = build_plan(model, scores, Budget(heads=0.5, mlp=0.5))
+    for kind, kept in (("heads", plan.heads), ("neurons", plan.neurons)):
+        for key, s in getattr(scores, kind).items():
+            assert s.unique().numel() > 1, f"{criterion}: constant {kind} scores at {key}"
+            assert kept[key] == sorted(s.argsort(descending=True)[: len(s) // 2].tolist()), (criterion, key)
+
+
+@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+@pytest.mark.parametrize("family", ["bert", "whisper", "gpt2"])
+def test_plan_keeps_the_units_the_criterion_ranks_highest(family, criterion):
+    _check_plan_follows_scores(family, criterion)
+
+
+def test_a_constant_criterion_fails_the_ranking_check(monkeypatch):
+    """The check above is not vacuous: an all-zero criterion (valid shapes, no information) fails it."""
+    from compress.pruning.importance import Scores
+
+    def zeros(model, calibration):
+        m = CRITERIA["magnitude"](model, None)
+        z = lambda d: {k: torch.zeros_like(v) for k, v in d.items()}  # noqa: E731
+        return Scores(heads=z(m.heads), kv_heads=z(m.kv_heads), neurons=z(m.neurons), layers=m.layers)
+
+    monkeypatch.setitem(CRITERIA, "zeros", zeros)
+    with pytest.raises(AssertionError, match="constant heads scores"):
+        _check_plan_follows_scores("bert", "zeros")
+
+
+def test_activation_scores_are_activation_norm_times_output_column_norm():
+    """Independent reference for one MLP: ||GELU(up(x))|| over real tokens x ||down column||."""
+    model, kind = make("bert")
+    calib = [inputs(kind, seed=s) for s in range(2)]
+    acts = []
+    layer = model.bert.encoder.layer[0]
+    h = layer.intermediate.register_forward_hook(lambda m, a, out: acts.append(out.detach()))
+    with torch.no_grad():
+        for b in calib:
+            model(**b)
+    h.remove()
+    sq = sum((a.pow(2) * b["attention_mask"][..., None]).sum((0, 1)) for a, b in zip(acts, calib))
+    want = sq.sqrt() * layer.output.dense.weight.detach().norm(dim=0)
+    got = compress.pruning.api.score(model, "activation", calib).neurons["encoder.0.mlp"]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("criterion", ["taylor", "fisher", "activation"])
 def test_data_criteria_without_labels_on_headless_encoder(criterion):
     import transformers as T
@@ -157,3 +208,29 @@ def test_budgets_are_met_exactly(heads, mlp, layout):
     else:
         assert sum(kept_heads) == 12 - round(heads * 12) and min(kept_heads) >= 1
         assert sum(kept_neurons) == 120 - round(mlp * 120) and min(kept_neurons) >= 1
+
+
+@pytest.mark.parametrize("criterion", ["taylor", "fisher"])
+def test_units_whose_mask_gets_no_gradient_fall_back_to_magnitude_with_a_warning(criterion, monkeypatch):
+    """A site whose mask never reaches the loss used to score 0 and be pruned first, silently."""
+    from compress.pruning.masks import output_projections
+
+    model, kind = make("bert")
+    calib = _calibration("bert", 2)
+    first = next(iter(output_projections(model)))  # the site whose gradient the loss "loses"
+    real = torch.autograd.grad
+
+    def lose_first(loss, tensors, **kw):
+        return (None, *real(loss, tensors, **kw)[1:])
+
+    monkeypatch.setattr(torch.autograd, "grad", lose_first)
+    warned = rf"{criterion}: 1 site\(s\) got no gradient .*\({first}\); .* weight magnitude"
+    with pytest.warns(UserWarning, match=warned):
+        scores = compress.pruning.api.score(model, criterion, calib)
+    monkeypatch.undo()
+    got = scores.heads.get(first, scores.neurons.get(first))
+    mag = CRITERIA["magnitude"](model, None)
+    want = mag.heads.get(first, mag.neurons.get(first))
+    others = torch.cat([v for k, v in {**scores.heads, **scores.neurons}.items() if k != first and len(v) == len(got)])
+    assert torch.equal(got.argsort(), want.argsort()) and got.min() > 0
+    assert got.mean() == pytest.approx(float(others.mean()), rel=1e-5)

@@ -134,6 +134,14 @@ def test_teacher_cache_gives_same_losses(tmp_path, mode):
     assert (tmp_path / "c" / "teacher_cache" / f"{mode}.safetensors").exists()
     for a, b in zip(plain.curve, cached.curve):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3, abs=1e-4)
+    # without output_dir the cache is kept in memory (it used to be skipped silently): the teacher runs once, to
+    # fill it (12 examples in one cache batch of 4 x 3), and never during the 3 steps
+    calls = []
+    teacher.register_forward_hook(lambda *a: calls.append(1))
+    in_memory = distill(copy.deepcopy(student), teacher, data, cache_teacher=mode, **kw)
+    assert len(calls) == 1
+    for a, b in zip(plain.curve, in_memory.curve):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3, abs=1e-4)
 
 
 def test_bad_input_names_the_field():

@@ -62,12 +62,15 @@ def dtypes(folder, keys=None) -> set:
 
 
 def roundtrip(model, kind, method, tmp_path, **options):
-    """fp32 reference, quantize, save, reload: returns (ref, quantized, its output, reloaded output)."""
+    """fp32 reference, quantize, save, reload: returns (ref, quantized, its output, reloaded output). A layer skipped
+    for its width fails the caller's test (warned, never hidden): these models fit every method's grid."""
     ref = run_model(model, kind)
     compress.save(model, tmp_path / "fp32")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         q = compress.quantize(model, method, **options)
+    skipped = [str(w.message) for w in caught if "have widths that are not" in str(w.message)]
+    assert not skipped, skipped
     out = run_model(q, kind)
     compress.save(q, tmp_path / "q")
     reloaded = compress.load(tmp_path / "q")  # raises on missing / unexpected keys
@@ -141,6 +144,92 @@ def test_4bit_save_after_forward_keeps_file_and_model(tmp_path):
     run_model(again, kind)  # a loaded 4-bit model is guarded too
     compress.save(again, tmp_path / "q2")
     assert torch.equal(run_model(compress.load(tmp_path / "q2"), kind), first)
+
+
+# the 4-bit code books: NF4 from the QLoRA paper (Dettmers et al. 2023, appendix E), FP4 as bitsandbytes defines it
+NF4 = [-1.0, -0.6961928, -0.5250731, -0.3949175, -0.2844414, -0.1848449, -0.0910500, 0.0,
+       0.0795803, 0.1609302, 0.2461123, 0.3379152, 0.4407098, 0.5626170, 0.7229568, 1.0]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["bnb-nf4", "bnb-fp4"])
+def test_4bit_weights_use_their_own_code_book(method):
+    """Every dequantized weight / its block's absmax is a value of the method's code book: nf4 and fp4 differ."""
+    import bitsandbytes.functional as F
+
+    from compress.quantize.bnb import BLOCK, import_bitsandbytes
+
+    bnb = import_bitsandbytes()
+    books = {"bnb-nf4": torch.tensor(NF4), "bnb-fp4": F.get_4bit_type("fp4", device="cpu").float()}
+    q = compress.quantize(wide("bert")[0], method)
+    layers = [m for m in q.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers
+    for m in layers:
+        w = F.dequantize_4bit(m.weight.data, m.weight.quant_state).float().reshape(-1, BLOCK)
+        r = (w / w.abs().amax(1, keepdim=True)).reshape(-1, 1)
+        for name, book in books.items():
+            off = float((r - book[None]).abs().amin(1).max())  # distance to the nearest code value
+            assert (off < 1e-3) == (name == method), (name, off)
+
+
+@pytest.mark.parametrize("repack", [True, False])
+def test_4bit_save_is_exact_whether_or_not_the_cpu_repacks(repack, tmp_path):
+    """bitsandbytes repacks 4-bit weights on the first CPU forward only on CPUs with AVX512-BF16: both branches are
+    forced here, whatever the CPU (the repack is what such a CPU's forward does, applied directly)."""
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+    from safetensors.torch import load_file
+
+    from compress.quantize.bnb import import_bitsandbytes
+
+    bnb = import_bitsandbytes()
+    model, kind = wide("bert")
+    q = compress.quantize(model, "bnb-nf4")
+    compress.save(q, tmp_path / "before")
+    layers = [m for m in q.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for m in layers:
+        m.support_avx512bf16_for_cpu = False  # the forward never repacks, on any CPU
+    if repack:
+        for m in layers:
+            m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu(m.weight.data, m.weight.quant_state)
+    else:
+        run_model(q, kind)
+    packed = [bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False)) for m in layers]
+    assert packed == [repack] * len(layers)
+    compress.save(q, tmp_path / "after")
+    before, after = (
+        load_file(tmp_path / "before" / "model.safetensors"),
+        load_file(tmp_path / "after" / "model.safetensors"),
+    )
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    again = compress.load(tmp_path / "after")  # a loaded model repacked before its guard is installed: a warning
+    for m in [m for m in again.modules() if isinstance(m, bnb.nn.Linear4bit)][:1]:
+        m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu(m.weight.data, m.weight.quant_state)
+    from compress.quantize.bnb import keep_4bit_savable
+
+    with pytest.warns(UserWarning, match="already repacked for this CPU .* will not reproduce its checkpoint"):
+        keep_4bit_savable(again)
+
+
+def test_int8_per_tensor_runs_both_cpu_paths():
+    """Without VNNI the per-tensor kernel gets 7-bit activations (reduce_range): both settings are forced here, on
+    any CPU; they give different outputs (the flag reaches the kernel), each close to fp32 where the CPU can run it
+    without int16 saturation."""
+    from compress.quantize import int8_dynamic
+
+    model, kind = make("bert")
+    ref = run_model(model, kind)
+    q = compress.quantize(model, "int8-dynamic", granularity="per-tensor")
+    outs = {}
+    for reduce_range in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(int8_dynamic, "_fused_reduce_range", lambda r=reduce_range: r)
+            for m in q.modules():
+                if isinstance(m, int8_dynamic.Int8Linear):
+                    m._packed = None
+            outs[reduce_range] = run_model(q, kind)
+        assert torch.isfinite(outs[reduce_range]).all()
+        if reduce_range or torch.cpu._is_vnni_supported():  # 7-bit activations: twice the quantization step
+            assert rel_err(outs[reduce_range], ref) < TOLERANCE["int8-dynamic"] * (2 if reduce_range else 1)
+    assert not torch.equal(outs[True], outs[False])
 
 
 @pytest.mark.parametrize("granularity", ["per-token", "per-tensor"])

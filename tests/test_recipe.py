@@ -8,6 +8,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 import compress
 from compress.errors import CompressError
@@ -65,7 +66,12 @@ def test_end_to_end_reports_card_and_resume(assets_dir, tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     rows = report["evaluation"]["rows"]
     assert [r["name"] for r in rows] == ["dense", "01-prune", "02-distill", "03-quantize"]
-    assert all(0 <= r["accuracy"] <= 1 and r["speedup_b1"] > 0 and r["peak_memory_mb"] > 0 for r in rows)
+    assert all(r["speedup_b1"] > 0 and r["peak_memory_mb"] > 0 for r in rows)
+    # each row's accuracy is its own model's, on the first eval_size test rows: recomputed here independently
+    for row, folder in zip(
+        rows, [assets_dir / "model", *(out / s / "model" for s in ("01-prune", "02-distill", "03-quantize"))]
+    ):
+        assert row["accuracy"] == pytest.approx(_accuracy(folder, assets_dir / "model", sentences(40, 1)[:24])), row
     assert rows[1]["params"] < rows[0]["params"] and rows[3]["size_bytes"] < rows[2]["size_bytes"]
     assert (out / "pareto.png").stat().st_size > 10_000 and "| dense |" in (out / "report.md").read_text()
     card = (out / "final" / "README.md").read_text()
@@ -78,6 +84,19 @@ def test_end_to_end_reports_card_and_resume(assets_dir, tmp_path, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("0*/stage.json")}
     run_recipe(recipe, out, resume=True)
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("0*/stage.json")}
+
+
+def _accuracy(folder, tokenizer_folder, texts) -> float:
+    """Accuracy of the saved model on `texts` labelled i % 2 (the test CSV's labels)."""
+    import torch
+    import transformers as T
+
+    x = T.AutoTokenizer.from_pretrained(tokenizer_folder)(
+        texts, padding=True, truncation=True, max_length=16, return_tensors="pt"
+    )
+    with torch.no_grad():
+        pred = compress.load(folder).eval()(**x).logits.argmax(-1)
+    return float((pred == torch.arange(len(texts)) % 2).float().mean())
 
 
 def test_resume_after_interruption(assets_dir, tmp_path, monkeypatch):
@@ -105,7 +124,12 @@ def test_resume_with_changed_distill_settings_starts_distillation_afresh(assets_
     recipe, out = _recipe(assets_dir, tmp_path), tmp_path / "run"
     run_recipe(recipe, out)  # leaves a checkpoint at step 2 of 4 in 02-distill.run
     stamp = (out / "01-prune" / "stage.json").stat().st_mtime_ns
-    run_recipe(recipe, out, resume=True, overrides=["stages.1.lr=0.01"])
+    console = Console(record=True, width=200)
+    run_recipe(recipe, out, resume=True, overrides=["stages.1.lr=0.01"], console=console)
+    assert (
+        "distill: its settings changed since the interrupted run, so its checkpoints are discarded and "
+        "distillation restarts from step 0" in console.export_text()
+    )
     curve = json.loads((out / "02-distill.run" / "loss_curve.json").read_text())["curve"]
     assert curve[0]["lr"] == pytest.approx(0.01)  # not the old run's first steps, continued from its checkpoint
     assert (out / "01-prune" / "stage.json").stat().st_mtime_ns == stamp
@@ -259,8 +283,17 @@ def test_other_text_tasks_run_end_to_end(assets_dir, tmp_path, family, task, dis
     assert ev["primary_metric"] == metric and [r["name"] for r in ev["rows"]] == ["dense", "01-prune", "02-distill"]
     dense, pruned = ev["rows"][0], ev["rows"][1]
     if task == "sentence-embedding":
-        assert dense["cosine_vs_dense"] == pytest.approx(1.0) and 0 < pruned["cosine_vs_dense"] < 1 - 1e-6
-        assert 0 <= pruned["probe_accuracy"] <= 1
+        import transformers as T
+
+        from compress.evaluate.embeddings import cosine_fidelity, embed
+
+        # the pruned row's cosine is its own model's mean-pooled embeddings vs the dense model's on the first
+        # eval_size test rows, recomputed here independently
+        tok = T.AutoTokenizer.from_pretrained(tmp_path / "m")
+        x = [dict(tok(sentences(40, 1)[:24], padding=True, truncation=True, max_length=16, return_tensors="pt"))]
+        want = cosine_fidelity(embed(model.eval(), x), embed(compress.load(tmp_path / "out" / "01-prune" / "model"), x))
+        assert dense["cosine_vs_dense"] == pytest.approx(1.0) and pruned["cosine_vs_dense"] == pytest.approx(want)
+        assert want < 1 - 1e-6 and 0 <= pruned["probe_accuracy"] <= 1
     else:
         assert ev["higher_is_better"] is False and all(r["perplexity"] > 1 for r in ev["rows"])
         assert all(isinstance(r["generation"], str) and len(r["answers"]) == 2 for r in ev["rows"])
@@ -294,3 +327,17 @@ def test_recipe_under_accelerate_launch_two_processes(assets_dir, tmp_path):
     assert [r["name"] for r in report["evaluation"]["rows"]] == ["dense", "01-prune", "02-distill", "03-quantize"]
     assert compress.load(tmp_path / "out" / "final").config.compress["quantization"]
     assert r.stdout.count("[2/4] distill") == 1  # progress lines come from the main process only
+
+
+def test_dense_size_of_a_hub_model_is_measured_from_a_saved_copy(assets_dir, tmp_path):
+    """It used to be 4 bytes x parameters in the measured size column."""
+    from types import SimpleNamespace
+
+    from compress.recipe.evaluation import dense_folder
+    from compress.stats import weights_size
+
+    model = compress.load(assets_dir / "model")
+    assert dense_folder(SimpleNamespace(model_path=str(assets_dir / "model")), model, tmp_path) == assets_dir / "model"
+    folder = dense_folder(SimpleNamespace(model_path="someone/on-the-hub"), model, tmp_path)
+    assert folder.parent == tmp_path and compress.load(folder).config.vocab_size == model.config.vocab_size
+    assert weights_size(folder) == weights_size(assets_dir / "model")

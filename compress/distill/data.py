@@ -79,14 +79,14 @@ def fingerprint(teacher, examples: list[dict], mode: str, topk: int) -> str:
 
 class TeacherCache:
     """Teacher targets computed once per example and kept in a safetensors file: pooled embeddings (N, D), or the
-    top-k logits of every position (N, T, k) as fp16 values + int32 indices."""
+    top-k logits of every position (N, T, k) as fp16 values + int32 indices. `path=None`: kept in memory only."""
 
-    def __init__(self, path: Path, tensors: dict[str, torch.Tensor]):
+    def __init__(self, path: Path | None, tensors: dict[str, torch.Tensor]):
         self.path, self.tensors = path, tensors
 
     @classmethod
-    def build(cls, path: Path, key: str, compute, n: int, batch: int) -> TeacherCache:
-        if path.exists():
+    def build(cls, path: Path | None, key: str, compute, n: int, batch: int) -> TeacherCache:
+        if path is not None and path.exists():
             from safetensors import safe_open
 
             with safe_open(str(path), "pt") as f:
@@ -97,6 +97,8 @@ class TeacherCache:
             for name, t in compute(list(range(i, min(n, i + batch)))).items():
                 parts.setdefault(name, []).append(t)
         tensors = {name: _cat_padded(ts) for name, ts in parts.items()}
+        if path is None:
+            return cls(None, tensors)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata={"fingerprint": key})

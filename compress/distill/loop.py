@@ -127,7 +127,7 @@ class _Distiller:
 
     def build_cache(self):
         mode = self.cfg.cache_teacher
-        if mode == "none" or self.output_dir is None:
+        if mode == "none":
             return
         key = fingerprint(self.teacher, self.examples, mode, self.cfg.topk)
 
@@ -141,7 +141,8 @@ class _Distiller:
             top = out.logits.float().topk(min(self.cfg.topk, out.logits.shape[-1]), dim=-1)  # k >= classes: all
             return {"values": top.values.half().cpu(), "indices": top.indices.int().cpu()}
 
-        path = self.output_dir / "teacher_cache" / f"{mode}.safetensors"
+        # without output_dir the cache lives in memory only (each process computes its own)
+        path = self.output_dir / "teacher_cache" / f"{mode}.safetensors" if self.output_dir is not None else None
         with self.acc.main_process_first():  # the main process computes and writes; the others read the file
             self.cache = TeacherCache.build(path, key, compute, len(self.examples), 4 * self.cfg.batch_size)
 

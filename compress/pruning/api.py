@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable
 
 from torch import nn
@@ -106,6 +107,12 @@ def prune(
         budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
     plan = build_plan(model, scores, budget)
     compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
+    if compensate and calibration and not scores.input_means:
+        warnings.warn(
+            f"criterion {criterion!r} recorded no calibration input means, so no bias was compensated "
+            "(summary: bias_compensated=0)",
+            stacklevel=2,
+        )
     apply_plan(model, plan)
     plan.summary = {
         "criterion": criterion,

@@ -6,7 +6,8 @@ Higher = more important. A criterion is one function registered in `CRITERIA`:
 - taylor:     first-order Taylor, sum over batches of |dL/dm| for a mask m = 1 on the unit.
 - fisher:     sum over batches of (dL/dm)^2, the empirical Fisher of the mask (Kwon et al. 2022).
 - activation: ||unit activations||_2 x ||output-weight columns||_2 over calibration tokens (Wanda / FLAP-like).
-- random:     seeded uniform scores, a baseline.
+- random:     seeded uniform scores, a baseline (with calibration it records input means like the others, so
+              bias compensation applies to it too).
 
 Layers are scored by block influence, 1 - cos(layer input, layer output) over calibration tokens (ShortGPT), when a
 criterion sees calibration data; otherwise by weight norm (magnitude) or at random.
@@ -18,6 +19,7 @@ information of the output under a Gaussian observation model).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -122,7 +124,10 @@ def random(model: nn.Module, calibration=None, seed: int = 0) -> Scores:
     g = torch.Generator().manual_seed(seed)
     s = _weight_scores(model)
     rand = lambda d: {k: torch.rand(v.shape, generator=g) for k, v in d.items()}  # noqa: E731
-    return Scores(heads=rand(s.heads), kv_heads=rand(s.kv_heads), neurons=rand(s.neurons), layers=rand(s.layers))
+    out = Scores(heads=rand(s.heads), kv_heads=rand(s.kv_heads), neurons=rand(s.neurons), layers=rand(s.layers))
+    if calibration:  # the ranking stays random; the input means let bias compensation work as for every criterion
+        out.input_means = _calibration_pass(model, calibration, "activation").input_means
+    return out
 
 
 # --- calibration-based criteria -------------------------------------------------------------------------------------
@@ -169,6 +174,7 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     sums = {k: torch.zeros(n * points[k][1], dtype=torch.float64) for k, n in units.items()}
     counts = dict.fromkeys(units, 0.0)
     layer_acc: dict[str, torch.Tensor] = {}
+    reached: set[str] = set()  # sites whose mask got a gradient in at least one batch
     was_training = model.training
     model.eval()
     current: dict = {}
@@ -203,8 +209,9 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
                     loss = _loss(model, batch, step)
                     grads = torch.autograd.grad(loss, list(masks.values()), allow_unused=True)
                     for (k, _), g in zip(masks.items(), grads):
-                        if g is None:
+                        if g is None:  # this site does not reach the loss in this batch
                             continue
+                        reached.add(k)
                         g = g.detach().float().cpu()
                         acc[k] += g.abs() if mode == "taylor" else g.pow(2)
             finally:
@@ -217,8 +224,30 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
         for k, (m, w) in points.items():
             col = _in_sq(m).reshape(-1, w).sum(1).sqrt()
             acc[k] = acc[k].sqrt() * col.cpu()
+    if mode != "activation" and len(reached) < len(units):
+        _magnitude_for_unreached(model, mode, acc, sorted(set(units) - reached), points)
     means = {k: (sums[k] / max(counts[k], 1.0)).float() for k in sums}
     return _split(model, acc, layer_acc, means)
+
+
+def _magnitude_for_unreached(model: nn.Module, mode: str, acc: dict, missing: list[str], points: dict) -> None:
+    """Sites whose mask got no gradient in any batch would score 0 and be pruned first, although the loss only failed
+    to see them. Rank their units by weight magnitude instead, scaled to the mean gradient score of the units of the
+    same kind (heads / neurons) that did get one, so that a global ranking neither favours nor sacrifices them; warn."""
+    mag = magnitude(model)
+    by_key = {**mag.heads, **mag.neurons}
+    reached = [k for k in acc if k not in missing]
+    for k in missing:
+        kind = [r for r in reached if (points[r][1] > 1) == (points[k][1] > 1)]
+        ref = torch.cat([acc[r] for r in kind]).mean() if kind else torch.tensor(1.0)
+        m = by_key[k].float()
+        acc[k] = m / m.mean().clamp_min(1e-12) * ref
+    warnings.warn(
+        f"{mode}: {len(missing)} site(s) got no gradient from the loss on the calibration data "
+        f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); their units are ranked by weight "
+        "magnitude, scaled to the mean score of the other units, instead of scoring 0 and being pruned first",
+        stacklevel=4,
+    )
 
 
 def _split(

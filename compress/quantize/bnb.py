@@ -15,6 +15,7 @@ CPU caveats of bitsandbytes 0.50 handled here:
 from __future__ import annotations
 
 import copy
+import warnings
 import importlib.util
 import logging
 import tempfile
@@ -167,8 +168,15 @@ def keep_4bit_savable(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit) and not hasattr(module, "_compress_loaded"):
             state = module.weight.quant_state
-            if state is None or getattr(state, "packing_format_for_cpu", False):
-                continue  # not loaded yet, or already repacked (too late to keep the original)
+            if state is None:
+                continue  # not loaded yet
+            if getattr(state, "packing_format_for_cpu", False):  # too late to keep the original
+                warnings.warn(
+                    "a bitsandbytes 4-bit layer was already repacked for this CPU before compress could keep its "
+                    "loaded weights: saving this model will not reproduce its checkpoint (save before any forward)",
+                    stacklevel=2,
+                )
+                continue
             module._compress_loaded = (module.weight.data, copy.deepcopy(state))
             module.register_state_dict_pre_hook(_restore_loaded)
 

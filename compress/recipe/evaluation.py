@@ -6,6 +6,7 @@ the largest latency batch) and a MACs estimate come with it."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -30,6 +31,16 @@ def _peak_mb(folder: Path, shapes: dict) -> float | None:
     """Peak memory (MB) of a fresh process loading the model and running the largest latency batch."""
     peak = peak_rss(folder, shapes[max(shapes)])
     return None if peak is None else peak / 2**20
+
+
+def dense_folder(run, dense, tmp: Path) -> Path:
+    """The dense model's checkpoint folder: the local one, or (a hub model) a copy saved once into `tmp`, so that its
+    size on disk and peak memory are measured like every other row's, never estimated."""
+    local = Path(run.model_path)
+    if local.exists():
+        return local
+    io.save(dense, tmp / "dense")
+    return tmp / "dense"
 
 
 def _median(rows: list[dict], key: str) -> float | None:
@@ -80,15 +91,16 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
     shapes = {bs: task.latency_inputs(eval_rows[:bs], bs) for bs in stage.latency_batch_sizes}
     task.prepare(dense, eval_rows, stage)
     quality = _scorer(run, stage, dense)
-    local = Path(run.model_path)
-    dense_row = {
-        "name": "dense",
-        "params": count_params(dense),
-        "size_bytes": weights_size(local) if local.exists() else 4 * count_params(dense),
-        "macs": _macs(task, dense),
-        "peak_memory_mb": _peak_mb(local, shapes) if stage.peak_memory and local.exists() else None,
-        **quality(dense, dense=True),
-    }
+    with tempfile.TemporaryDirectory(prefix="compress-dense-") as tmp:
+        local = dense_folder(run, dense, Path(tmp))
+        dense_row = {
+            "name": "dense",
+            "params": count_params(dense),
+            "size_bytes": weights_size(local),
+            "macs": _macs(task, dense),
+            "peak_memory_mb": _peak_mb(local, shapes) if stage.peak_memory else None,
+            **quality(dense, dense=True),
+        }
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
     rows = [dense_row]

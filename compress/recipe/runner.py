@@ -118,7 +118,13 @@ class RecipeRun:
         run_dir = self.output / f"{i + 1:02d}-distill.run"
         stamp = run_dir / "stage_key"  # a run folder left by a distill stage with other settings starts afresh
         fresh = not (stamp.exists() and stamp.read_text() == self.key(i))
-        resume = self.resume and not fresh and (run_dir / "checkpoints" / "latest.json").exists()
+        interrupted = (run_dir / "checkpoints" / "latest.json").exists()
+        resume = self.resume and not fresh and interrupted
+        if self.resume and fresh and interrupted:
+            self.console.print(
+                f"[{i + 1}/{len(self.recipe.stages)}] distill: its settings changed since the interrupted run, so its "
+                "checkpoints are discarded and distillation restarts from step 0"
+            )
         self.state.wait_for_everyone()  # every process has looked before the main one changes anything
         if self.main:
             if not resume:

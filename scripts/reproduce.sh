@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One command per table: regenerates every committed results file that README.md, the recipe headers and
+# benchmarks/*.md quote (rules: docs/numbers.md; check: .venv/bin/python -m pytest -q tests/test_numbers.py).
+# Heavy: about 3 hours of CPU in all (times measured on the shared 2-core machine). On a shared machine run each under
+# the heavy-job lock (flock /tmp/heavy.lock ...) so that timings are comparable. Usage:
+#     scripts/reproduce.sh            # everything, in order
+#     scripts/reproduce.sh quantize   # one table (names below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export COMPRESS_PROGRESS=${COMPRESS_PROGRESS:-0}
+
+recipe() {  # a recipe's report.json is the raw output its header (and the README paragraph on it) quote
+    local name=$1
+    shift
+    "$PY" -m compress.cli run "recipes/$name.yaml" --output "out/reproduce/$name" --overwrite "$@"
+    mkdir -p "benchmarks/$name" && cp "out/reproduce/$name/report.json" "benchmarks/$name/report.json"
+}
+
+run() {
+    case $1 in
+    # README "Distillation": MiniLM 50/50 + embedding KD, 600 steps lr 2e-4 (~15 min) and 1,500 steps lr 3e-4 (~40 min)
+    distill) "$PY" scripts/distill_minilm.py ;;
+    distill-1500) "$PY" scripts/distill_minilm.py --steps 1500 --lr 3e-4 --out benchmarks/distill_minilm_1500 ;;
+    # README "Quantization" and the int8-embeddings addendum of benchmarks/RESULTS.md (~3 min)
+    quantize) "$PY" scripts/bench_quantize.py --methods bf16,int8-dynamic,int8-dynamic/embeddings --no-peak-memory \
+        --json benchmarks/quantize/results.json ;;
+    # benchmarks/RESULTS.md and README "Benchmark": compress vs TextPruner vs Torch-Pruning (~50 min); its report
+    # is re-rendered from the committed results (with the quantize addendum) by the second command
+    peers) "$PY" scripts/bench_peers.py ;;
+    results-md) "$PY" scripts/peers_report.py benchmarks/peers/results.json benchmarks/RESULTS.md ;;
+    # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
+    minilm-sentiment | minilm-embeddings | whisper-tiny-asr) recipe "$1" ;;
+    vit-fashion-mnist) OMP_NUM_THREADS=1 recipe "$1" ;;
+    smollm2-chat) recipe "$1" --set threads=1 ;;
+    *) echo "unknown table: $1" >&2 && exit 2 ;;
+    esac
+}
+
+ALL=(distill distill-1500 quantize peers results-md minilm-sentiment minilm-embeddings vit-fashion-mnist
+    whisper-tiny-asr smollm2-chat)
+for table in "${@:-${ALL[@]}}"; do
+    echo "== $table" >&2
+    run "$table"
+done
