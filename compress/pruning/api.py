@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 
@@ -14,6 +15,7 @@ from .budget import Budget, build_plan, plan_cost
 from .compensate import compensate_bias
 from .importance import CRITERIA, NEEDS_CALIBRATION, Scores
 from .plan import PruningPlan, apply_plan
+from .reconstruct import ReconstructConfig, refit_model
 
 
 def check_criterion(criterion: str, has_calibration: bool) -> None:
@@ -72,6 +74,8 @@ def prune(
     target_macs: int | None = None,
     seq_len: int = 128,
     compensate: bool = True,
+    reconstruct: bool | None = None,
+    ridge: float = 1e-2,
 ) -> PruningPlan:
     """Physically prune `model` in place and return the plan.
 
@@ -85,9 +89,22 @@ def prune(
     calibration: batches (dicts of model inputs) for data-driven criteria.
     target_params / target_macs: instead of heads/mlp, reach this size with one common head+neuron fraction.
     compensate: with calibration data, fold the mean contribution of removed units into output biases (FLAP).
+    reconstruct: refit each pruned sublayer's output projection to the unpruned model's output on the calibration
+        data (`compress.reconstruct`); default: True when calibration is given. Needs a copy of the model meanwhile.
+    ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
     """
     adapter = get_adapter(model)
+    calibration = list(calibration) if calibration is not None else None
     criterion = criterion or ("activation" if calibration else "magnitude")
+    if reconstruct is None:
+        reconstruct = bool(calibration)
+    refit_cfg = ReconstructConfig(ridge=ridge) if reconstruct else None
+    if reconstruct and not calibration:
+        raise CompressError(
+            "reconstruct",
+            "reconstruction needs calibration batches",
+            "pass calibration data (CLI: --calibration FILE) or reconstruct=False (CLI: --no-reconstruct)",
+        )
     budget = Budget(
         heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to, protect=list(protect)
     )
@@ -105,8 +122,11 @@ def prune(
     if target_params or target_macs:
         budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
     plan = build_plan(model, scores, budget)
+    dense = copy.deepcopy(model) if reconstruct else None
     compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
     apply_plan(model, plan)
+    refit = refit_model(model, dense, calibration, refit_cfg) if reconstruct else None
+    del dense
     plan.summary = {
         "criterion": criterion,
         "layout": budget.layout,
@@ -122,6 +142,7 @@ def prune(
         "macs_after": estimate_macs(model, seq_len),
         "seq_len": seq_len,
         "bias_compensated": compensated,
+        "reconstruct": refit,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     model.config.compress["history"].append(plan.summary)

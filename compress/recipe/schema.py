@@ -88,6 +88,11 @@ class PruneStage(Strict):
     protect: list[int | str] = Field(default_factory=list, description="layers left untouched")
     target_params: int | None = Field(None, gt=0, description="instead of ratios: reach this many parameters")
     compensate: bool = Field(True, description="fold removed units' mean output into the bias (FLAP)")
+    reconstruct: bool = Field(
+        True,
+        description="refit each pruned sublayer's output projection (weights + bias) to the unpruned model's output "
+        "on the calibration data (ridge least squares, layer by layer; compress.reconstruct)",
+    )
 
     @field_validator("criterion")
     @classmethod
