@@ -240,7 +240,8 @@ def check_dense(pruned: nn.Module, dense: nn.Module) -> None:
     if pruned.config.model_type != dense.config.model_type:
         raise CompressError(
             "dense",
-            f"the dense reference is a {dense.config.model_type!r} model, the pruned one a {pruned.config.model_type!r}",
+            f"the dense reference is a {dense.config.model_type!r} model, "
+            f"the pruned one a {pruned.config.model_type!r}",
             "pass the model the pruned one was cut from",
         )
     dense_origins = {(s, o): layer for s, _, o, layer in iter_layers(dense, da)}
@@ -297,7 +298,9 @@ def reconstruct(
 
 
 @torch.no_grad()
-def refit_model(pruned: nn.Module, dense: nn.Module, calibration: Iterable[dict] | None, cfg: ReconstructConfig) -> dict:
+def refit_model(
+    pruned: nn.Module, dense: nn.Module, calibration: Iterable[dict] | None, cfg: ReconstructConfig
+) -> dict:
     """`reconstruct` without writing the history (`prune` puts the summary into its own history entry)."""
     batches = list(calibration) if calibration is not None else []
     if not batches:
