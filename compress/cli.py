@@ -52,7 +52,12 @@ def prune(
     kv_heads: Ratio = 0.0,
     layers: Annotated[float, typer.Option(help="layers to remove per stack: a count (>= 1) or a fraction (< 1)")] = 0,
     criterion: Annotated[str | None, typer.Option(help="magnitude|taylor|fisher|activation|random")] = None,
-    layout: Annotated[str, typer.Option(help="uniform (same width per layer) or global")] = "uniform",
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="uniform (same width per layer), global, or adaptive (by measured sensitivity; needs --calibration)"
+        ),
+    ] = "uniform",
     round_to: Annotated[int, typer.Option(help="kept widths are multiples of this (32/64/128 for kernels)")] = 1,
     protect: Annotated[list[str] | None, typer.Option(help="layer index (or stack.index) to leave untouched")] = None,
     calibration: Annotated[Path | None, typer.Option(help="text file (.txt/.csv/.json/.jsonl/.parquet)")] = None,

@@ -200,8 +200,9 @@ def render(results: dict) -> str:
         for x in r["rows"]:
             if x["repair"] == "dense":
                 continue
+            change = x["params"] / dense["params"] - 1
             lines.append(
-                f"| {x['plan']} | {x['repair']} | {x['params'] / 1e6:.1f}M ({x['params'] / dense['params'] - 1:+.1%}) | "
+                f"| {x['plan']} | {x['repair']} | {x['params'] / 1e6:.1f}M ({change:+.1%}) | "
                 f"{x['perplexity']:.1f} | {x['x_teacher']:.2f} | {x['prune_seconds']:.0f} | "
                 f"{x['repair_seconds']:.0f} | {x['peak_rss_mb']:.0f} |"
             )
