@@ -168,6 +168,14 @@ def inspect(
         f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
         f"pruned: {'yes' if record else 'no'}"
     )
+    for entry in (record or {}).get("history", []):
+        if "layout" in entry:  # one line per prune call: how the widths above were chosen
+            refit = entry.get("reconstruct")
+            console.print(
+                f"prune: {entry['criterion']}, layout {entry['layout']}, heads {entry['heads']:.2f}, "
+                f"mlp {entry['mlp']:.2f}, layers {entry['layers']}"
+                + (f"; refit {refit['refit']}/{refit['sublayers']} sublayers" if refit else "")
+            )
 
 
 @app.command()

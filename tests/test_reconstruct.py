@@ -199,3 +199,52 @@ def test_gram_sums_match_the_activations():
     for part, sel in ((0, ~held), (1, held)):
         direct = float((y.double()[sel] - xa[sel] @ W).pow(2).sum())
         assert fit_error(gram.G[part], gram.C[part], gram.yy[part], W) == pytest.approx(direct, rel=1e-9)
+
+
+# --- layout="adaptive" ----------------------------------------------------------------------------------------------
+
+
+def test_spread_budget_meets_the_total_and_follows_sensitivity():
+    from compress.pruning.adaptive import spread_budget
+
+    sizes = {"a": 24, "b": 24, "c": 24, "d": 12}
+    sens = {"a": 10.0, "b": 1.0, "c": 0.1, "d": 1.0}
+    for remove in (0, 1, 17, 40, 79):
+        out = spread_budget(sizes, remove, sens)
+        assert sum(out.values()) == remove and all(0 <= out[k] <= sizes[k] - 1 for k in sizes)
+    out = spread_budget(sizes, 40, sens)
+    assert out["a"] < out["b"] < out["c"]  # less removed where it hurts more
+    assert spread_budget(sizes, 40, dict.fromkeys(sizes, 1.0)) == spread_budget(sizes, 40, dict.fromkeys(sizes, 5.0))
+
+
+@pytest.mark.parametrize("family", ["bert", "whisper", "llama"])
+def test_adaptive_layout_keeps_the_total_and_varies_widths(family, tmp_path):
+    model, kind = make(family)
+    calib = _calibration(model, kind)
+    uniform = copy.deepcopy(model)
+    pu = compress.prune(uniform, **_budget(family), calibration=calib)
+    pa = compress.prune(model, **_budget(family), calibration=calib, layout="adaptive")
+    wu, wa = pu.summary["widths"], pa.summary["widths"]
+    assert sum(wa["neurons"].values()) == sum(wu["neurons"].values())  # the same total budget, exactly
+    assert sum(wa["heads"].values()) == sum(wu["heads"].values())
+    assert len(set(wa["neurons"].values())) > 1  # sensitivities differ on random layers, so do the widths
+    if family not in GQA:
+        assert len(set(wa["heads"].values())) > 1
+    assert set(pa.summary["sensitivity"]) >= set(wa["neurons"])
+    compress.save(model, tmp_path / "m")
+    again = compress.load(tmp_path / "m")
+    x = inputs(kind, seed=3)
+    with torch.no_grad():
+        assert torch.equal(first_output(model(**x)), first_output(again(**x)))
+
+
+def test_adaptive_layout_respects_round_to_and_needs_calibration():
+    model, kind = make("bert")
+    calib = _calibration(model, kind)
+    with pytest.raises(CompressError, match="`layout`"):
+        compress.prune(copy.deepcopy(model), mlp=0.5, layout="adaptive")
+    uniform = compress.prune(copy.deepcopy(model), mlp=0.5, round_to=8, calibration=calib)
+    plan = compress.prune(model, mlp=0.5, round_to=8, calibration=calib, layout="adaptive")
+    widths = plan.summary["widths"]["neurons"]
+    assert all(n % 8 == 0 for n in widths.values()) and len(set(widths.values())) > 1
+    assert sum(widths.values()) == sum(uniform.summary["widths"]["neurons"].values())
