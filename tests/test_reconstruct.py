@@ -69,7 +69,7 @@ def test_refit_never_increases_calibration_error(family, layers):
     dense = copy.deepcopy(model)
     compress.prune(model, **_budget(family, layers), calibration=calib, reconstruct=False)
     unrefit = copy.deepcopy(model)
-    report = compress.reconstruct(model, dense, calib)
+    report = compress.reconstruct(model, dense, calib, target="output")
     assert report["refit"] > 0 and model.config.compress["history"][-1] == {"reconstruct": report}
     assert set(report["per_sublayer"]) <= set(_projections(model))
     for key in report["per_sublayer"]:
@@ -82,13 +82,67 @@ def test_refit_never_increases_calibration_error(family, layers):
         assert torch.isfinite(p).all()
 
 
+def _layer_io(model, batches, stack, pos, where) -> list[torch.Tensor]:
+    """Input ("in") or output ("out") hidden states of one layer, per batch, flattened to (tokens, hidden)."""
+    layer = get_adapter(model).stacks(model)[stack][pos]
+    seen = []
+
+    def grab(t):
+        seen.append(t.detach().reshape(-1, t.shape[-1]).double())
+
+    if where == "in":
+        h = layer.register_forward_pre_hook(lambda m, a, kw: grab(a[0] if a else kw["hidden_states"]), with_kwargs=True)
+    else:
+        h = layer.register_forward_hook(lambda m, a, y: grab(y[0] if isinstance(y, tuple) else y))
+    with torch.no_grad():
+        for b in batches:
+            model(**b)
+    h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("layers", [0, 1], ids=["width", "depth+width"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "whisper", "vit"])  # pre-norm blocks: residual targets
+def test_residual_refit_never_increases_the_stream_error(family, layers):
+    """The last sublayer of each layer is fitted to the dense residual stream at the next kept layer (standing in for
+    dropped ones): that stream error never grows when its refit replaces the unrefit projection."""
+    model, kind = make(family)
+    calib = _calibration(model, kind)
+    dense = copy.deepcopy(model)
+    compress.prune(model, **_budget(family, layers), calibration=calib, reconstruct=False)
+    unrefit = copy.deepcopy(model)
+    report = compress.reconstruct(model, dense, calib)
+    assert {r["target"] for r in report["per_sublayer"].values()} == {"residual"}
+    a = get_adapter(model)
+    origins = {}
+    for stack, _pos, orig, _ in iter_layers(model, a):
+        origins.setdefault(stack, []).append(orig)
+    n_dense = {s: len(v) for s, v in get_adapter(dense).stacks(dense).items()}
+    for stack, orig_list in origins.items():
+        for pos in range(len(orig_list)):
+            key = f"{stack}.{pos}.mlp"
+            if key not in report["per_sublayer"]:
+                continue
+            if pos + 1 < len(orig_list):
+                want = _layer_io(dense, calib, stack, orig_list[pos + 1], "in")
+            else:
+                want = _layer_io(dense, calib, stack, n_dense[stack] - 1, "out")
+            hybrid = copy.deepcopy(model)
+            _projections(hybrid)[key][1].load_state_dict(_projections(unrefit)[key][1].state_dict())
+            errs = []
+            for m in (model, hybrid):
+                got = _layer_io(m, calib, stack, pos, "out")
+                errs.append(sum(float((g - w).pow(2).sum()) for g, w in zip(got, want)))
+            assert errs[0] <= errs[1] * (1 + 1e-6) + 1e-9, (key, errs)
+
+
 def test_refit_lowers_the_error_of_a_pruned_mlp():
     model, kind = make("bert")
     calib = _calibration(model, kind)
     dense = copy.deepcopy(model)
     compress.prune(model, mlp=0.5, calibration=calib, reconstruct=False)
     unrefit = copy.deepcopy(model)
-    compress.reconstruct(model, dense, calib, holdout=0)
+    compress.reconstruct(model, dense, calib, holdout=0, target="output")
     key = "encoder.0.mlp"  # first layer: same inputs in both, so the whole gain is the refit's
     assert _site_error(model, dense, calib, key) < 0.9 * _site_error(unrefit, dense, calib, key)
 

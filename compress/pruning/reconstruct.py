@@ -8,6 +8,11 @@ zero-order case):
     W', b' = argmin  sum_tokens ||(W_d·x_dense + b_d) - (W'·x_K + b')||^2  +  lam·||[W' b'] - [W b]||^2
 
 with x_K taken from the *pruned* model, already repaired below this sublayer, so upstream error is corrected too.
+With `target="residual"` (the default) the target is stronger where the block is pre-norm (Llama, GPT-2, ViT,
+Whisper: layer output = input + the sum of its sublayers' projections, checked on the calibration batches per layer):
+the dense residual stream after the sublayer minus the pruned stream before it, so the refit also cancels drift that
+reached the residual stream from below, and the last sublayer before layers that were dropped stands in for them.
+Post-norm blocks (BERT, DistilBERT, MPNet, Gemma2/3's extra norms) fail the check and use the sublayer output.
 The ridge term pulls towards the current (unrefit) weights, so the fit never increases the calibration error, and
 lam = ridge · mean(diag(G)) is relative to the Gram matrix G = [x_K 1]ᵀ[x_K 1]. G and [x_K 1]ᵀY are accumulated in
 float64 over calibration batches (memory ~ |K|², never all activations); the system is solved by Cholesky, with a
@@ -40,6 +45,7 @@ from ..progress import track
 from .record import attention_key, get_record, iter_layers, mlp_key
 
 SITES = ("pruned", "all")
+TARGETS = ("output", "residual")
 
 
 @dataclass
@@ -49,6 +55,9 @@ class ReconstructConfig:
     ridge: float = 1e-2  # lam = ridge * mean(diag(G)); pulls towards the unrefit weights
     holdout: int = 8  # every holdout-th calibration token is held out to check each refit (0: no check)
     sites: str = "pruned"  # "pruned": sublayers that lost units; "all": every sublayer (also corrects drift)
+    # "output": the dense sublayer's output; "residual": the dense residual stream after the sublayer (pre-norm
+    # blocks only, checked per layer; the last sublayer before dropped layers then also stands in for them)
+    target: str = "residual"
 
     def __post_init__(self):
         if not isinstance(self.ridge, (int, float)) or not self.ridge > 0:
@@ -57,6 +66,8 @@ class ReconstructConfig:
             raise CompressError("holdout", f"{self.holdout!r} is not 0 or an integer >= 2", "use e.g. 8")
         if self.sites not in SITES:
             raise CompressError("sites", f"unknown value {self.sites!r}", f"use one of {', '.join(SITES)}")
+        if self.target not in TARGETS:
+            raise CompressError("target", f"unknown value {self.target!r}", f"use one of {', '.join(TARGETS)}")
 
 
 # --- pure math ----------------------------------------------------------------------------------------------------
@@ -289,10 +300,13 @@ def reconstruct(
     ridge: float = 1e-2,
     holdout: int = 8,
     sites: str = "pruned",
+    target: str = "residual",
 ) -> dict:
     """Refit the output projections of `pruned` (in place) against `dense` on `calibration` batches; returns a summary
     (also appended to the pruning history in `config.compress`). See the module docstring."""
-    summary = refit_model(pruned, dense, calibration, ReconstructConfig(ridge=ridge, holdout=holdout, sites=sites))
+    summary = refit_model(
+        pruned, dense, calibration, ReconstructConfig(ridge=ridge, holdout=holdout, sites=sites, target=target)
+    )
     get_record(pruned.config, create=True)["history"].append({"reconstruct": summary})
     return summary
 
@@ -333,7 +347,7 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
     d_next = 0  # dense layer whose input d_hidden holds
     per_site = {}
     layers = [(pos, orig, layer) for s, pos, orig, layer in iter_layers(pruned, adapter) if s == stack]
-    for pos, orig, layer in track(layers, description=f"reconstructing {stack}"):
+    for i, (pos, orig, layer) in enumerate(track(layers, description=f"reconstructing {stack}")):
         d_pos = d_pos_of[orig]
         while d_next < d_pos:  # dense layers dropped from the pruned model still advance the dense stream
             d_hidden = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_hidden)]
@@ -346,50 +360,90 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
             for key, module in p_sites
             if cfg.sites == "all" or in_features(module) < in_features(d_sites[key])
         ]
-        if todo:
-            targets = _dense_targets(d_layer, {k: d_sites[k] for k, _ in todo}, d_calls, d_pos, d_hidden)
+        wanted = d_sites if cfg.target == "residual" else {k: d_sites[k] for k, _ in todo}
+        targets, d_out = _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden) if todo else ({}, None)
+        if d_out is None:
+            d_out = [c[d_pos].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
+        d_next = d_pos + 1
+        residual = cfg.target == "residual" and _is_residual(d_hidden, targets, d_out)
+        if residual:  # match the dense residual stream itself; the last sublayer also stands in for dropped layers
+            end = d_pos_of[layers[i + 1][1]] if i + 1 < len(layers) else len(d_layers)
+            while d_next < end:
+                d_out = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_out)]
+                d_next += 1
+            targets = _residual_targets(d_hidden, targets, d_out)
         for key, module in todo:
             gram = Gram(in_features(module), out_features(module), module.bias is not None)
-            _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout)
+            before = [m for k, m in p_sites[: [k for k, _ in p_sites].index(key)]] if residual else None
+            _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before)
             per_site[key] = _refit_site(gram, module, cfg.ridge)
-        d_hidden = [c[d_pos].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
-        d_next = d_pos + 1
+            per_site[key]["target"] = "residual" if residual else "output"
+        d_hidden = d_out
         p_hidden = [c[pos].run(layer, h) for c, h in zip(p_calls, p_hidden)]
     return per_site
 
 
-def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden) -> dict[str, list[torch.Tensor]]:
-    """Outputs of the dense layer's output projections, per batch: {key: [(N, D) per batch]}."""
+def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden):
+    """Outputs of the dense layer's output projections, per batch ({key: [(N, D) per batch]}), and the layer's
+    outputs (one per batch)."""
     out: dict[str, list] = {k: [] for k in modules}
     handles = [
         m.register_forward_hook(lambda mod, a, y, key=key: out[key].append(_flat(y))) for key, m in modules.items()
     ]
     try:
-        for c, h in zip(calls, hidden):
-            c[pos].run(d_layer, h)
+        layer_out = [c[pos].run(d_layer, h) for c, h in zip(calls, hidden)]
     finally:
         for h in handles:
             h.remove()
-    return out
+    return out, layer_out
 
 
-def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram, holdout: int) -> None:
-    """Run the pruned layer up to `module` on every batch and add [x 1]ᵀ[x 1], [x 1]ᵀY to the Gram sums."""
+def _is_residual(hidden, outputs: dict[str, list], layer_out) -> bool:
+    """Whether layer output == layer input + the sum of its sublayers' projections (pre-norm blocks: Llama, GPT-2,
+    ViT, Whisper), checked on the calibration batches; post-norm blocks (BERT) fail it and keep output targets."""
+    for b, (h, y) in enumerate(zip(hidden, layer_out)):
+        total = _flat(h).double() + sum(o[b].double() for o in outputs.values())
+        if not torch.allclose(total, _flat(y).double(), rtol=1e-4, atol=1e-4 * float(total.abs().max())):
+            return False
+    return True
+
+
+def _residual_targets(hidden, outputs: dict[str, list], stream_end) -> dict[str, list]:
+    """Per sublayer: the dense residual stream right after it (the last one: the dense stream at the next kept
+    layer); `_accumulate` subtracts the pruned stream before the sublayer."""
+    keys, targets = list(outputs), {}
+    for j, key in enumerate(keys):
+        if j == len(keys) - 1:
+            targets[key] = [_flat(e) for e in stream_end]
+        else:
+            targets[key] = [_flat(h) + sum(outputs[k][b] for k in keys[: j + 1]) for b, h in enumerate(hidden)]
+    return targets
+
+
+def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram, holdout: int, before=None) -> None:
+    """Run the pruned layer up to `module` on every batch and add [x 1]ᵀ[x 1], [x 1]ᵀY to the Gram sums. With
+    `before` (residual targets) Y = target - (layer input + outputs of the sublayers `before` this one)."""
     seen: list[torch.Tensor] = []
+    earlier: list[torch.Tensor] = []
 
     def pre(mod, args):
         seen.append(args[0])
         raise _Stop
 
-    handle = module.register_forward_pre_hook(pre)
+    handles = [module.register_forward_pre_hook(pre)]
+    for m in before or []:
+        handles.append(m.register_forward_hook(lambda mod, a, y: earlier.append(_flat(y))))
     try:
         for c, h, y, batch in zip(calls, hidden, targets, batches):
             seen.clear()
+            earlier.clear()
             try:
                 c[pos].run(layer, h)
             except _Stop:
                 pass
             x = seen[0]
+            if before is not None:
+                y = y - _flat(h) - sum(earlier, torch.zeros(()))
             keep = _token_mask(batch, x)
             xf = _flat(x)
             held = None
@@ -400,7 +454,8 @@ def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram,
                 held = held[keep] if held is not None else None
             gram.add(xf, y, held)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def _summarise(per_site: dict[str, dict], cfg: ReconstructConfig, seconds: float) -> dict:
@@ -416,6 +471,7 @@ def _summarise(per_site: dict[str, dict], cfg: ReconstructConfig, seconds: float
         "ridge": cfg.ridge,
         "holdout": cfg.holdout,
         "sites": cfg.sites,
+        "target": cfg.target,
         "sublayers": len(per_site),
         "refit": len(refit),
         "kept_unrefit": kept,  # held-out error was higher with the refit
