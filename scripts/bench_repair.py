@@ -50,6 +50,9 @@ VARIANTS = {
     "bias": dict(compensate=True, reconstruct=False),
     "refit": dict(compensate=True, reconstruct=True),
     "refit+adaptive": dict(compensate=True, reconstruct=True, layout="adaptive"),
+    # the refit with sublayer-output targets only (the default, target="residual", fits the residual stream where
+    # the block is pre-norm; BERT-style post-norm blocks use output targets either way)
+    "refit-output": dict(compensate=True, reconstruct=True, target="output"),
 }
 
 
@@ -58,13 +61,16 @@ def log(msg: str) -> None:
 
 
 def variants(names: str) -> dict:
-    chosen = {k: v for k, v in VARIANTS.items() if k in names.split(",")}
+    chosen = {k: dict(v) for k, v in VARIANTS.items() if k in names.split(",")}
     return {k: v for k, v in chosen.items() if v.get("layout", "uniform") in LAYOUTS}  # adaptive once it exists
 
 
 def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
     """Prune a copy of `dense`; seconds, repair seconds and the peak resident memory during the prune call."""
     model = copy.deepcopy(dense)
+    target = kw.pop("target", None)
+    if target:  # prune without the built-in refit, then refit with this target (timed inside the prune call)
+        kw["reconstruct"] = False
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
         rss0 = proc_status("VmRSS")
@@ -72,8 +78,10 @@ def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
         rss0 = None
     t0 = time.perf_counter()
     plan = compress.prune(model, calibration=calibration, criterion="activation", **kw)
-    seconds = time.perf_counter() - t0
     refit = plan.summary.get("reconstruct") or {}
+    if target:
+        refit = compress.reconstruct(model, dense, calibration, target=target)
+    seconds = time.perf_counter() - t0
     info = {
         "prune_seconds": round(seconds, 2),
         "repair_seconds": refit.get("seconds", 0.0),
@@ -127,6 +135,7 @@ def bench_minilm(args) -> dict:
 def bench_smollm2(args) -> dict:
     from rich.console import Console
 
+    from compress.evaluate.tasks import perplexity
     from compress.recipe.data import split
     from compress.recipe.load import load_recipe
     from compress.recipe.runner import RecipeRun
@@ -138,7 +147,7 @@ def bench_smollm2(args) -> dict:
     dense.eval()
     calib = run.calibration()
     evalb = run.task.batches(split(run.rows, d.eval_split, d.eval_size), run.task.eval_batch_size)
-    ppl = lambda m: compress.evaluate.tasks.perplexity(m, evalb)  # noqa: E731
+    ppl = lambda m: perplexity(m, evalb)  # noqa: E731
     with torch.inference_mode():
         rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
     log(f"smollm2 dense: {rows[0]}")
@@ -214,7 +223,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["minilm", "smollm2", "report"])
     ap.add_argument("--budgets", default="0.25,0.5,0.75")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument(
+        "--variants",
+        help="default: minilm none,bias,refit,refit+adaptive; smollm2 none,refit,refit-output,refit+adaptive "
+        "(Llama's output projections have no bias: bias compensation is a no-op there)",
+    )
     ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -223,6 +236,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    if args.variants is None:
+        args.variants = (
+            "none,bias,refit,refit+adaptive" if args.what == "minilm" else "none,refit,refit-output,refit+adaptive"
+        )
     if args.what != "report":
         t0 = time.perf_counter()
         section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
