@@ -88,6 +88,10 @@ def prune(
         raise CompressError(
             "reconstruct", "reconstruction needs calibration data", "pass --calibration FILE or --no-reconstruct"
         )
+    if layout == "adaptive" and calibration is None:
+        raise CompressError(
+            "layout", "layout 'adaptive' measures layer sensitivity on calibration data", "pass --calibration FILE"
+        )
     texts = read_texts(calibration, limit=samples) if calibration else None
     net, tokenizer = load_model(model)
     batches = None
