@@ -48,17 +48,22 @@ def _outputs(model, batches, module) -> list[torch.Tensor]:
     return seen
 
 
-def _site_error(model, dense, batches, key) -> float:
-    """Sum over calibration tokens of ||sublayer output - dense sublayer output||² (padding excluded)."""
-    orig, module = _projections(model)[key]
-    got = _outputs(model, batches, module)
-    want = _outputs(dense, batches, _projections(dense)[orig][1])  # dense: position == original index
+def _masked_error(got, want, batches) -> float:
+    """Sum of squared differences over real tokens (padding is not fitted)."""
     total = 0.0
     for g, w, b in zip(got, want, batches):
         m = b.get("attention_mask")
         keep = m.reshape(-1).bool() if m is not None and m.numel() == g.shape[0] else slice(None)
         total += float((g - w)[keep].pow(2).sum())
     return total
+
+
+def _site_error(model, dense, batches, key) -> float:
+    """Sum over calibration tokens of ||sublayer output - dense sublayer output||² (padding excluded)."""
+    orig, module = _projections(model)[key]
+    got = _outputs(model, batches, module)
+    want = _outputs(dense, batches, _projections(dense)[orig][1])  # dense: position == original index
+    return _masked_error(got, want, batches)
 
 
 @pytest.mark.parametrize("layers", [0, 1], ids=["width", "depth+width"])
@@ -132,8 +137,43 @@ def test_residual_refit_never_increases_the_stream_error(family, layers):
             errs = []
             for m in (model, hybrid):
                 got = _layer_io(m, calib, stack, pos, "out")
-                errs.append(sum(float((g - w).pow(2).sum()) for g, w in zip(got, want)))
+                errs.append(_masked_error(got, want, calib))
             assert errs[0] <= errs[1] * (1 + 1e-6) + 1e-9, (key, errs)
+
+
+def _norm_inputs(model, batches, stack, pos, role) -> list[torch.Tensor]:
+    layer = get_adapter(model).stacks(model)[stack][pos]
+    norm = get_adapter(model).post_norms(layer)[role]
+    seen = []
+    h = norm.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().reshape(-1, a[0].shape[-1]).double()))
+    with torch.no_grad():
+        for b in batches:
+            model(**b)
+    h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "mpnet", "wav2vec2"])  # post-norm blocks
+def test_post_norm_refit_never_increases_the_norm_input_error(family):
+    """Post-norm blocks fit the dense norm's input (sublayer output + residual): that error never grows when the refit
+    replaces the unrefit projection."""
+    model, kind = make(family)
+    calib = _calibration(model, kind)
+    dense = copy.deepcopy(model)
+    compress.prune(model, **_budget(family), calibration=calib, reconstruct=False)
+    unrefit = copy.deepcopy(model)
+    report = compress.reconstruct(model, dense, calib)
+    assert {r["target"] for r in report["per_sublayer"].values()} == {"norm input"}
+    for key in report["per_sublayer"]:
+        stack, pos, role = key.split(".")
+        want = _norm_inputs(dense, calib, stack, int(pos), role)  # no layer dropped: positions are original
+        hybrid = copy.deepcopy(model)
+        _projections(hybrid)[key][1].load_state_dict(_projections(unrefit)[key][1].state_dict())
+        errs = []
+        for m in (model, hybrid):
+            got = _norm_inputs(m, calib, stack, int(pos), role)
+            errs.append(_masked_error(got, want, calib))
+        assert errs[0] <= errs[1] * (1 + 1e-6) + 1e-9, (key, errs)
 
 
 def test_refit_lowers_the_error_of_a_pruned_mlp():

@@ -361,35 +361,56 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
             if cfg.sites == "all" or in_features(module) < in_features(d_sites[key])
         ]
         wanted = d_sites if cfg.target == "residual" else {k: d_sites[k] for k, _ in todo}
-        targets, d_out = _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden) if todo else ({}, None)
+        post = _post_norms(adapter, dense_adapter, layer, d_layer, p_sites) if cfg.target == "residual" else None
+        norm_in: dict[str, list] = {}
+        targets, d_out = (
+            _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden, post[1] if post else {}, norm_in)
+            if todo
+            else ({}, None)
+        )
         if d_out is None:
             d_out = [c[d_pos].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
         d_next = d_pos + 1
-        residual = cfg.target == "residual" and _is_residual(d_hidden, targets, d_out)
+        residual = cfg.target == "residual" and not post and _is_residual(d_hidden, targets, d_out)
         if residual:  # match the dense residual stream itself; the last sublayer also stands in for dropped layers
             end = d_pos_of[layers[i + 1][1]] if i + 1 < len(layers) else len(d_layers)
             while d_next < end:
                 d_out = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_out)]
                 d_next += 1
             targets = _residual_targets(d_hidden, targets, d_out)
+        if post:  # post-norm: match the dense norm's input (sublayer output + residual)
+            targets = norm_in
         for key, module in todo:
             gram = Gram(in_features(module), out_features(module), module.bias is not None)
             before = [m for k, m in p_sites[: [k for k, _ in p_sites].index(key)]] if residual else None
-            _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before)
+            norm = post[0][key] if post else None
+            _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before, norm)
             per_site[key] = _refit_site(gram, module, cfg.ridge)
-            per_site[key]["target"] = "residual" if residual else "output"
+            per_site[key]["target"] = "residual" if residual else "norm input" if post else "output"
         d_hidden = d_out
         p_hidden = [c[pos].run(layer, h) for c, h in zip(p_calls, p_hidden)]
     return per_site
 
 
-def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden):
+def _post_norms(adapter, dense_adapter, layer, d_layer, p_sites) -> tuple[dict, dict] | None:
+    """({key: pruned norm}, {key: dense norm}) when the adapter names a post-norm for every sublayer, else None."""
+    pn, dn = adapter.post_norms(layer), dense_adapter.post_norms(d_layer)
+    roles = {key: key.rsplit(".", 1)[1] for key, _ in p_sites}
+    if not pn or not all(r in pn and r in dn for r in roles.values()):
+        return None
+    return {k: pn[r] for k, r in roles.items()}, {k: dn[r] for k, r in roles.items()}
+
+
+def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden, norms=None, norm_in=None):
     """Outputs of the dense layer's output projections, per batch ({key: [(N, D) per batch]}), and the layer's
-    outputs (one per batch)."""
+    outputs (one per batch). With `norms` ({key: norm module}), also the inputs of those norms into `norm_in`."""
     out: dict[str, list] = {k: [] for k in modules}
     handles = [
         m.register_forward_hook(lambda mod, a, y, key=key: out[key].append(_flat(y))) for key, m in modules.items()
     ]
+    for key, norm in (norms or {}).items():
+        norm_in[key] = []
+        handles.append(norm.register_forward_pre_hook(lambda mod, a, key=key: norm_in[key].append(_flat(a[0]))))
     try:
         layer_out = [c[pos].run(d_layer, h) for c, h in zip(calls, hidden)]
     finally:
@@ -420,23 +441,36 @@ def _residual_targets(hidden, outputs: dict[str, list], stream_end) -> dict[str,
     return targets
 
 
-def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram, holdout: int, before=None) -> None:
+def _accumulate(
+    layer, module, calls, pos, hidden, targets, batches, gram: Gram, holdout: int, before=None, norm=None
+) -> None:
     """Run the pruned layer up to `module` on every batch and add [x 1]ᵀ[x 1], [x 1]ᵀY to the Gram sums. With
-    `before` (residual targets) Y = target - (layer input + outputs of the sublayers `before` this one)."""
+    `before` (residual targets) Y = target - (layer input + outputs of the sublayers `before` this one); with `norm`
+    (post-norm targets) Y = target - (norm input - module output), i.e. minus the residual branch."""
     seen: list[torch.Tensor] = []
     earlier: list[torch.Tensor] = []
+    own: list[torch.Tensor] = []
 
     def pre(mod, args):
         seen.append(args[0])
+        if norm is None:
+            raise _Stop
+
+    def at_norm(mod, args):
+        earlier.append(_flat(args[0]))
         raise _Stop
 
     handles = [module.register_forward_pre_hook(pre)]
+    if norm is not None:
+        handles.append(module.register_forward_hook(lambda mod, a, y: own.append(_flat(y))))
+        handles.append(norm.register_forward_pre_hook(at_norm))
     for m in before or []:
         handles.append(m.register_forward_hook(lambda mod, a, y: earlier.append(_flat(y))))
     try:
         for c, h, y, batch in zip(calls, hidden, targets, batches):
             seen.clear()
             earlier.clear()
+            own.clear()
             try:
                 c[pos].run(layer, h)
             except _Stop:
@@ -444,6 +478,8 @@ def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram,
             x = seen[0]
             if before is not None:
                 y = y - _flat(h) - sum(earlier, torch.zeros(()))
+            elif norm is not None:
+                y = y - (earlier[0] - own[0])
             keep = _token_mask(batch, x)
             xf = _flat(x)
             held = None
