@@ -96,6 +96,7 @@ def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
         "peak_rss_mb": round(proc_status("VmHWM") / 2**20, 1) if rss0 is not None else None,
         "peak_rss_increase_mb": round((proc_status("VmHWM") - rss0) / 2**20, 1) if rss0 is not None else None,
         "params": count_params(model),
+        "threads": torch.get_num_threads(),
     }
     if refit:
         info["refit"] = {
@@ -157,12 +158,18 @@ def bench_smollm2(args) -> dict:
     calib = run.calibration()
     evalb = run.task.batches(split(run.rows, d.eval_split, d.eval_size), run.task.eval_batch_size)
     ppl = lambda m: perplexity(m, evalb)  # noqa: E731
-    with torch.inference_mode():
-        rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
-    log(f"smollm2 dense: {rows[0]}")
+    rows = list(args.existing.get("rows", [])) if args.append else []
+    if not rows:
+        with torch.inference_mode():
+            rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
+        log(f"smollm2 dense: {rows[0]}")
     plans = {"8 layers + 20% MLP": dict(layers=8, mlp=0.2, round_to=64), "50% MLP": dict(mlp=0.5, round_to=64)}
+    if args.plans:
+        plans = {k: v for k, v in plans.items() if k in args.plans.split(",")}
     for plan_name, plan_kw in plans.items():
         for name, kw in variants(args.variants).items():
+            if any(r["plan"] == plan_name and r["repair"] == name for r in rows):
+                continue  # measured already (--append)
             model, info = pruned_copy(dense, calib, **plan_kw, **kw)
             with torch.inference_mode():
                 q = ppl(model)
@@ -252,6 +259,10 @@ def main() -> None:
     )
     ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: both)")
+    ap.add_argument(
+        "--append", action="store_true", help="smollm2: keep the rows already in results.json, measure missing ones"
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -269,6 +280,7 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=1))
 
     _SAVE = save
+    args.existing = results.get(args.what, {})
     if args.what != "report":
         t0 = time.perf_counter()
         section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
