@@ -29,6 +29,7 @@ import argparse
 import copy
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -212,6 +213,12 @@ def render(results: dict) -> str:
             lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}.", ""]
         else:
             lines += ["(interrupted run: the rows measured so far)", ""]
+        if "commit" not in r:  # the first run (2026-12-02 01:11-01:35 UTC, before the commit field existed)
+            lines += [
+                "Measured before post-norm targets existed (commit a220aca): BERT's refit then fitted each sublayer's",
+                "output, i.e. these **refit** rows are today's **refit-output**; today's default fits the norm input.",
+                "",
+            ]
         lines += ["| budget | repair | accuracy % | vs dense (pts) | cosine | prune s | repair s | peak MB |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         lines.append(f"| 0 | dense | {100 * dense['accuracy']:.2f} | | 1.0000 | | | |")
@@ -283,8 +290,10 @@ def main() -> None:
     args.existing = results.get(args.what, {})
     if args.what != "report":
         t0 = time.perf_counter()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
         section.update(threads=args.threads, seconds=round(time.perf_counter() - t0), date=time.strftime("%Y-%m-%d"))
+        section["commit"] = commit  # the code measured (uncommitted edits aside)
         section["load_average"] = os.getloadavg()[0]
         save({**section, "complete": True})
     (args.out / "README.md").write_text(render(results))
