@@ -3,6 +3,7 @@
 import compress
 plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
 compress.save(model, "out/pruned")
+report = compress.reconstruct(pruned, dense, batches)  # refit after any pruning (prune does it by default)
 model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
 """
@@ -12,6 +13,7 @@ from .errors import CompressError
 from .io import load, save
 from .pruning.api import prune
 from .pruning.plan import PruningPlan
+from .pruning.reconstruct import reconstruct
 from .quantize import quantize
 from .version import __version__
 
@@ -23,6 +25,7 @@ __all__ = [
     "load",
     "prune",
     "quantize",
+    "reconstruct",
     "save",
     "__version__",
 ]

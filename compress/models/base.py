@@ -94,6 +94,12 @@ class ModelAdapter:
     def mlp(self, layer: nn.Module) -> MlpSite:
         raise NotImplementedError
 
+    def post_norms(self, layer: nn.Module) -> dict[str, nn.Module]:
+        """Post-norm blocks (BERT-style): the norm applied to (sublayer output + residual), by sublayer role ("mlp"
+        for the MLP). The refit then matches the dense norm's input, so it also cancels residual-stream drift. Pre-norm
+        blocks return {} (their residual stream is checked from the layer's own input and output)."""
+        return {}
+
     def set_head_counts(self, site: AttentionSite, original_kept: list[int]) -> None:
         """Bring attention attributes in step after its heads were sliced. `original_kept` are the kept heads
         numbered as in the unpruned model (some families, e.g. MPNet, index shared tensors by them)."""

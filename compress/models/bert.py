@@ -26,3 +26,6 @@ class BertAdapter(ModelAdapter):
 
     def mlp(self, layer):
         return MlpSite(inputs=[layer.intermediate.dense], output=layer.output.dense)
+
+    def post_norms(self, layer):
+        return {"attention": layer.attention.output.LayerNorm, "mlp": layer.output.LayerNorm}

@@ -21,3 +21,6 @@ class DistilBertAdapter(ModelAdapter):
 
     def mlp(self, layer):
         return MlpSite(inputs=[layer.ffn.lin1], output=layer.ffn.lin2)
+
+    def post_norms(self, layer):
+        return {"attention": layer.sa_layer_norm, "mlp": layer.output_layer_norm}

@@ -32,6 +32,9 @@ class MPNetAdapter(ModelAdapter):
     def mlp(self, layer):
         return MlpSite(inputs=[layer.intermediate.dense], output=layer.output.dense)
 
+    def post_norms(self, layer):
+        return {"attention": layer.attention.LayerNorm, "mlp": layer.output.LayerNorm}
+
     def set_head_counts(self, site, original_kept):
         super().set_head_counts(site, original_kept)
         first = not hasattr(site.module, "_compress_kept_heads")

@@ -20,3 +20,8 @@ class Wav2Vec2Adapter(ModelAdapter):
     def mlp(self, layer):
         ff = layer.feed_forward
         return MlpSite(inputs=[ff.intermediate_dense], output=ff.output_dense)
+
+    def post_norms(self, layer):
+        if type(layer).__name__.endswith("StableLayerNorm"):  # pre-norm variant (do_stable_layer_norm=True)
+            return {}
+        return {"attention": layer.layer_norm, "mlp": layer.final_layer_norm}
