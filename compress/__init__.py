@@ -5,12 +5,14 @@ plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="glo
 compress.save(model, "out/pruned")
 model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
+compress.export(model, "out/onnx", format="onnx", int8=True)   # encoders -> ONNX Runtime, verified
 """
 
 __version__ = "0.1.0"
 
 from .distill import DistillConfig, distill  # noqa: E402
 from .errors import CompressError  # noqa: E402
+from .export import export  # noqa: E402
 from .io import load, save  # noqa: E402
 from .pruning.api import prune  # noqa: E402
 from .pruning.plan import PruningPlan  # noqa: E402
@@ -21,6 +23,7 @@ __all__ = [
     "DistillConfig",
     "PruningPlan",
     "distill",
+    "export",
     "load",
     "prune",
     "quantize",
