@@ -341,7 +341,7 @@ def demo(
     resume: Annotated[bool, typer.Option(help="continue an interrupted demo run in --output")] = False,
 ):
     """Main job: the default recipe (recipes/minilm-sentiment.yaml) on the real all-MiniLM-L6-v2 and Rotten-Tomatoes:
-    train a sentiment head, prune 50 % heads + neurons, distill, int8, evaluate; prints the report table."""
+    train a sentiment head, prune 50 % heads + neurons, distill, int8, ONNX export, evaluate; prints the report."""
     from .recipe.load import DEFAULT
 
     _run(DEFAULT, output, set_ or [], resume, False)

@@ -154,3 +154,77 @@ def test_cli_refuses_an_existing_output(saved, tmp_path):
     r = _cli("export", saved / "bert", "--output", tmp_path / "o")
     assert r.returncode == 2 and "already exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "o").iterdir())
+
+
+@pytest.fixture(scope="module")
+def recipe_assets(tmp_path_factory):
+    from tiny import sentences
+
+    root = tmp_path_factory.mktemp("export-recipe")
+    compress.save(make("bert")[0], root / "model", tokenizer=word_tokenizer())
+    for name, seed in (("train", 0), ("test", 1)):
+        rows = ["text,label"] + [f"{s},{i % 2}" for i, s in enumerate(sentences(40, seed))]
+        (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _recipe_file(root, tmp_path, stages):
+    import yaml
+
+    recipe = {
+        "name": "tiny-export",
+        "model": str(root / "model"),
+        "task": "text-classification",
+        "data": {
+            "source": "csv",
+            "files": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
+            "calibration_size": 16,
+            "eval_size": 24,
+            "max_length": 16,
+        },
+        "stages": stages,
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return tmp_path / "r.yaml"
+
+
+@pytest.mark.slow
+def test_recipe_export_stage_is_evaluated_in_onnx_runtime(recipe_assets, tmp_path):
+    from compress.recipe.runner import run_recipe
+
+    stages = [
+        {"prune": {"heads": 0.5, "mlp": 0.5}},
+        {"quantize": {"method": "int8-dynamic"}},
+        {"export": {"format": "onnx"}},  # after quantize: exports the float model that quantize started from
+        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1, 4], "peak_memory": False}},
+    ]
+    out = tmp_path / "run"
+    run_recipe(_recipe_file(recipe_assets, tmp_path, stages), out)
+    stage = json.loads((out / "03-export" / "stage.json").read_text())
+    assert stage["summary"]["model"]["from"] == "01-prune" and stage["summary"]["dense"]["from"] == "dense"
+    assert stage["summary"]["model"]["max_abs_diff"] <= 1e-4
+    folder = out / "03-export"
+    assert (folder / "model" / "export.json").exists() and (folder / "dense" / "model.onnx").exists()
+    assert not list(out.glob(".03-export*"))
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["evaluation"]["rows"]}
+    assert list(rows) == ["dense", "01-prune", "02-quantize", "dense (ORT fp32)", "03-export (ORT fp32)"]
+    # the graphs were run: the same predictions as the PyTorch models they came from, timed beside dense PyTorch
+    assert rows["dense (ORT fp32)"]["accuracy"] == rows["dense"]["accuracy"]
+    assert rows["03-export (ORT fp32)"]["accuracy"] == rows["01-prune"]["accuracy"]
+    for name in ("dense (ORT fp32)", "03-export (ORT fp32)"):
+        assert rows[name]["speedup_b1"] > 0 and rows[name]["latency_b4_ms"] > 0 and rows[name]["size_bytes"] > 0
+    assert rows["03-export (ORT fp32)"]["params"] == rows["01-prune"]["params"]
+    assert rows["03-export (ORT fp32)"]["macs"] == rows["01-prune"]["macs"]
+    assert "| 03-export (ORT fp32) |" in (out / "report.md").read_text() and (out / "pareto.png").exists()
+
+
+def test_export_may_follow_quantize_in_a_recipe():
+    from compress.recipe.schema import Recipe
+
+    base = {"name": "x", "model": "m", "task": "text-classification", "data": {"source": "csv"}}
+    ok = Recipe(**base, stages=[{"quantize": {"method": "int8-dynamic"}}, {"export": {"int8": True}}, {"evaluate": {}}])
+    assert ok.stages[1].type == "export" and ok.stages[1].int8
+    with pytest.raises(ValueError, match="unknown export format"):
+        Recipe(**base, stages=[{"export": {"format": "tflite"}}])
+    with pytest.raises(ValueError, match="comes after quantize"):
+        Recipe(**base, stages=[{"quantize": {"method": "int8-dynamic"}}, {"export": {}}, {"prune": {"heads": 0.5}}])

@@ -2,7 +2,7 @@
 
     DIR/model.onnx      the graph: inputs with dynamic `batch` (and `sequence`) axes, one output `logits` (models with
                         a task head) or `last_hidden_state` (bare encoders); int8 when asked
-    DIR/config.json     the model's config (Optimum's ORTModel classes read it), tokenizer / processor files
+    DIR/config.json     the model's config and the tokenizer / processor files (Optimum's ORTModel layout)
     DIR/export.json     source, opset, versions, inputs, output, the float graph's largest difference from PyTorch and
                         the int8 one's, file sizes
 
