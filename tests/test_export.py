@@ -64,8 +64,9 @@ def test_int8_export_quantizes_weights_and_embeddings(tmp_path):
     assert info["int8"] and info["size_bytes"]["onnx"] < info["size_bytes"]["onnx_fp32"]
     graph = onnx.load(str(tmp_path / "q" / "model.onnx")).graph
     assert "MatMulInteger" in {n.op_type for n in graph.node}
-    int8 = {tuple(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
-    assert (64, 32) in int8  # the token embedding table
+    one_byte = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    int8 = {tuple(t.dims) for t in graph.initializer if t.data_type in one_byte}
+    assert (64, 32) in int8 and (32, 40) in int8  # the token embedding table (uint8) and the MLP weights (int8)
     assert (tmp_path / "q" / "tokenizer.json").exists() and json.loads((tmp_path / "q" / "export.json").read_text())
     x = inputs(kind, batch=3, seq=7)
     with torch.inference_mode():

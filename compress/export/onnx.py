@@ -292,7 +292,7 @@ def export_onnx(
                 "model_type": model.config.model_type,
                 "architecture": type(model).__name__,
                 "params": count_params(model),
-                "inputs": {k: list(v.values()) for k, v in input_axes(model).items()},
+                "inputs": {i.name: i.shape for i in session(tmp / FILE).get_inputs()},  # axes named or sized
                 "output": output,
                 "opset": _opset(tmp / FILE),
                 "exporter": "torch.onnx.export(dynamo=True)",
