@@ -79,8 +79,9 @@ def check_exportable(config) -> None:
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
-def input_axes(model: nn.Module) -> dict[str, dict[int, str]]:
-    """Graph inputs and their dynamic axes, by the kind of model."""
+def input_axes(model: nn.Module, tokenizer=None) -> dict[str, dict[int, str]]:
+    """Graph inputs and their dynamic axes, by the kind of model. Text models take `token_type_ids` when they use them
+    and the tokenizer (if given) returns them, so its output feeds the graph as it is."""
     config, kind = model.config, model.main_input_name
     if kind == "pixel_values":
         return {"pixel_values": {0: "batch"}}
@@ -91,6 +92,8 @@ def input_axes(model: nn.Module) -> dict[str, dict[int, str]]:
         return axes
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    if tokenizer is not None and callable(tokenizer):
+        takes_types = takes_types and "token_type_ids" in tokenizer("a")
     if takes_types and getattr(config, "type_vocab_size", 0) > 1:
         axes["token_type_ids"] = {0: "batch", 1: "sequence"}
     return axes
@@ -105,10 +108,10 @@ def _receptive_field(config) -> int:
     return field
 
 
-def synthetic_inputs(model: nn.Module, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_inputs(model: nn.Module, batch: int, length: int, seed: int = 0, axes=None) -> dict[str, torch.Tensor]:
     """Random inputs of `batch` examples; `length` tokens (text) or `length` frames' worth of samples (audio)."""
     g = torch.Generator().manual_seed(seed)
-    config, axes = model.config, input_axes(model)
+    config, axes = model.config, axes or input_axes(model)
     if "pixel_values" in axes:
         size = config.image_size
         return {"pixel_values": torch.randn(batch, config.num_channels, size, size, generator=g)}
@@ -129,11 +132,10 @@ def synthetic_inputs(model: nn.Module, batch: int, length: int, seed: int = 0) -
     return x
 
 
-def _verification_inputs(model, calibration, n: int) -> list[dict]:
+def _verification_inputs(model, axes, calibration, n: int) -> list[dict]:
     """Calibration batches restricted to the graph's inputs, then two synthetic shapes unlike the traced one."""
-    names = list(input_axes(model))
-    out = [{k: b[k] for k in names if k in b} for b in (calibration or [])[:n]]
-    return out + [synthetic_inputs(model, 1, 7, seed=1), synthetic_inputs(model, 3, 23, seed=2)]
+    out = [{k: b[k] for k in axes if k in b} for b in (calibration or [])[:n]]
+    return out + [synthetic_inputs(model, 1, 7, 1, axes), synthetic_inputs(model, 3, 23, 2, axes)]
 
 
 class _Positional(nn.Module):
@@ -163,12 +165,11 @@ def _quiet():
             log.setLevel(level)
 
 
-def _to_onnx(model: nn.Module, file: Path, output: str, opset: int | None) -> None:
+def _to_onnx(model: nn.Module, axes: dict, file: Path, output: str, opset: int | None) -> None:
     from torch.export import Dim
 
-    axes = input_axes(model)
     names = list(axes)
-    example = synthetic_inputs(model, 2, 16)
+    example = synthetic_inputs(model, 2, 16, axes=axes)
     dims = {}
     for name, spec in axes.items():
         dims[name] = {}
@@ -253,16 +254,16 @@ def export_onnx(
     floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
     if floats - {torch.float32}:
         raise CompressError("model", f"weights are {sorted(map(str, floats))}", "export the float32 model")
-    was_training = model.training
+    was_training, axes = model.training, input_axes(model, tokenizer)
     model.eval()
     with torch.inference_mode():
-        first = model(**synthetic_inputs(model, 1, 4))
+        first = model(**synthetic_inputs(model, 1, 4, axes=axes))
     output = "logits" if getattr(first, "logits", None) is not None else "last_hidden_state"
-    batches = _verification_inputs(model, calibration, config.verify_batches)
+    batches = _verification_inputs(model, axes, calibration, config.verify_batches)
     try:
         with tempfile.TemporaryDirectory(prefix="compress-onnx-") as scratch, atomic_dir(path, overwrite) as tmp:
             fp32 = (Path(scratch) if config.int8 else tmp) / FILE
-            _to_onnx(model, fp32, output, config.opset)
+            _to_onnx(model, axes, fp32, output, config.opset)
             check = _compare(fp32, model, batches, output)
             allowed = config.tolerance * max(1.0, check["max_abs_output"])
             if not check["max_abs_diff"] <= allowed:
