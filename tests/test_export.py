@@ -229,3 +229,12 @@ def test_export_may_follow_quantize_in_a_recipe():
         Recipe(**base, stages=[{"export": {"format": "tflite"}}])
     with pytest.raises(ValueError, match="comes after quantize"):
         Recipe(**base, stages=[{"quantize": {"method": "int8-dynamic"}}, {"export": {}}, {"prune": {"heads": 0.5}}])
+
+
+def test_recipe_with_an_export_stage_needs_the_extra(monkeypatch):
+    from compress.recipe.schema import Recipe
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    base = {"name": "x", "model": "m", "task": "text-classification", "data": {"source": "csv"}}
+    with pytest.raises(ValueError, match=r"needs the `compress\[onnx\]` extra \(missing: onnxscript\)"):
+        Recipe(**base, stages=[{"export": {"int8": True}}])
