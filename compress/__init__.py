@@ -6,10 +6,12 @@ compress.save(model, "out/pruned")
 report = compress.reconstruct(pruned, dense, batches)  # refit after any pruning (prune does it by default)
 model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
+compress.export(model, "out/onnx", format="onnx", int8=True)   # encoders -> ONNX Runtime, verified
 """
 
 from .distill import DistillConfig, distill
 from .errors import CompressError
+from .export import export
 from .io import load, save
 from .pruning.api import prune
 from .pruning.plan import PruningPlan
@@ -22,6 +24,7 @@ __all__ = [
     "DistillConfig",
     "PruningPlan",
     "distill",
+    "export",
     "load",
     "prune",
     "quantize",

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import CompressError
@@ -315,6 +316,24 @@ def quantize(
     )
 
 
+@app.command("export")
+def export_(
+    model: Annotated[str, typer.Argument(help="model folder or asset name (minilm-l6)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the exported model to")],
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx (encoders)")] = "onnx",
+    int8: Annotated[bool, typer.Option(help="ONNX Runtime dynamic int8 (weights, embeddings)")] = False,
+    tolerance: Annotated[float, typer.Option(help="max diff from PyTorch (x max |output|)")] = 1e-4,
+    calibration: Annotated[Path | None, typer.Option(help="texts to verify on (.txt/.csv/.jsonl)")] = None,
+    samples: Annotated[int, typer.Option(help="calibration texts to use")] = 64,
+    seq_len: Annotated[int, typer.Option(help="max tokens per calibration text")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+):
+    """Export a (pruned, distilled) encoder to ONNX, verified against PyTorch; --int8 quantizes it for ONNX Runtime."""
+    from .export.command import export_command
+
+    console.print(export_command(model, output, format, int8, tolerance, calibration, samples, seq_len, overwrite))
+
+
 def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, overwrite: bool) -> None:
     import time
 
@@ -428,7 +447,7 @@ def demo(
     resume: Annotated[bool, typer.Option(help="continue an interrupted demo run in --output")] = False,
 ):
     """Main job: the default recipe (recipes/minilm-sentiment.yaml) on the real all-MiniLM-L6-v2 and Rotten-Tomatoes:
-    train a sentiment head, prune 50 % heads + neurons, distill, int8, evaluate; prints the report table."""
+    train a sentiment head, prune 50 % heads + neurons, distill, int8, ONNX export, evaluate; prints the report."""
     from .recipe.load import DEFAULT
 
     _run(DEFAULT, output, set_ or [], resume, False)
@@ -438,7 +457,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CompressError as e:
-        Console(stderr=True).print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .schema import DataSpec, DistillStage, EvaluateStage, PruneStage, PushStage, QuantizeStage, Recipe, TrainStage
+from .schema import (
+    DataSpec,
+    DistillStage,
+    EvaluateStage,
+    ExportStage,
+    PruneStage,
+    PushStage,
+    QuantizeStage,
+    Recipe,
+    TrainStage,
+)
 
 
 def _table(model) -> list[str]:
@@ -25,8 +35,8 @@ def render() -> str:
             "Generated from `compress/recipe/schema.py`; do not edit by hand.",
             "",
             "A recipe is a YAML mapping. Unknown keys are errors. Stages run in order; each is written as",
-            "`- <type>: {fields}`. Rules across stages: `train` (if any) is first; only `evaluate` and `push` may",
-            "follow `quantize`; `push` is last.",
+            "`- <type>: {fields}`. Rules across stages: `train` (if any) is first; only `export`, `evaluate` and",
+            "`push` may follow `quantize`; `push` is last.",
             "Override any field from the command line: `compress run r.yaml --output out --set stages.1.steps=200`.",
             "",
             "## Top level",
@@ -41,6 +51,7 @@ def render() -> str:
         ("prune", PruneStage),
         ("distill", DistillStage),
         ("quantize", QuantizeStage),
+        ("export", ExportStage),
         ("evaluate", EvaluateStage),
         ("push", PushStage),
     ):

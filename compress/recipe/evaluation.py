@@ -2,7 +2,8 @@
 
 Latency is measured side by side with the dense model in the same run (interleaved, median of `repeats`), and
 reported as a ratio; parameters, weight bytes on disk, peak memory (a fresh process loading the model and running
-the largest latency batch) and a MACs estimate come with it."""
+the largest latency batch) and a MACs estimate come with it. Exported graphs (an `export` stage) are scored by running
+them in ONNX Runtime, with the same data and inputs; their size is the graph file's."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from ..errors import CompressError
 from ..evaluate.extra import load_metric, metric_name, score
 from ..memory import peak_rss
 from ..progress import track
+from ..export.runtime import is_exported, load_exported
 from ..stats import count_params, latency_side_by_side, weights_size
 from .data import split
+from .export_stage import exported_stats
 
 
 def _macs(task, model) -> int | None:
@@ -105,19 +108,23 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
     rows = [dense_row]
     for name, path in track(list(candidates.items()), description="evaluating"):
-        model = io.load(path)
-        quantized = bool((getattr(model.config, "compress", None) or {}).get("quantization"))
-        # a quantized model has the parameters and MACs of the model it was made from (packed or int8, not fewer)
-        params = rows[-1]["params"] if quantized else count_params(model)
-        macs = rows[-1]["macs"] if quantized else _macs(task, model)
-        row = {
-            "name": name,
-            "params": params,
-            "size_bytes": weights_size(path),
-            "macs": macs,
-            "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,
-            **quality(model),
-        }
+        if is_exported(path):  # an exported graph, run in ONNX Runtime
+            model = load_exported(path)
+            row = {"name": name, **exported_stats(task, path), **quality(model)}
+        else:
+            model = io.load(path)
+            quantized = bool((getattr(model.config, "compress", None) or {}).get("quantization"))
+            # a quantized model has the parameters and MACs of the model it was made from (packed or int8, not fewer)
+            params = rows[-1]["params"] if quantized else count_params(model)
+            macs = rows[-1]["macs"] if quantized else _macs(task, model)
+            row = {
+                "name": name,
+                "params": params,
+                "size_bytes": weights_size(path),
+                "macs": macs,
+                "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,
+                **quality(model),
+            }
         for bs, x in shapes.items():
             with torch.inference_mode():
                 lat = latency_side_by_side({"dense": dense, name: model}, x, repeats=stage.repeats)

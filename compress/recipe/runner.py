@@ -3,7 +3,8 @@
     DIR/recipe.yaml            the validated recipe (after --set overrides)
     DIR/01-prune/model         each model-producing stage's output (+ stage.json: key, seconds, summary)
     DIR/02-distill.run/        distillation checkpoints, so --resume continues an interrupted run
-    DIR/04-evaluate/           metrics of the dense model and of every stage so far
+    DIR/05-export/model|dense  exported graphs (ONNX) of the model so far and of the dense model
+    DIR/06-evaluate/           metrics of the dense model and of every stage so far (exported ones in ONNX Runtime)
     DIR/final/                 the finished model with a model card (README.md)
     DIR/report.json|md, DIR/pareto.png
 
@@ -32,6 +33,7 @@ from ..errors import CompressError
 from . import tasks
 from .data import load_rows, split
 from .evaluation import check_metrics
+from .export_stage import exported_candidates, run_export
 from .labels import classes_of
 from .load import load_recipe
 from .load import yaml_form as _yaml_form
@@ -171,7 +173,15 @@ class RecipeRun:
             for r in self.results
             if r["kind"] in MODEL_STAGES and r["kind"] != "train"
         }  # the trained model is the dense row
+        candidates.update(exported_candidates(self.results))  # run in ONNX Runtime
         return evaluate_models(self, stage, candidates)
+
+    def export(self, stage, i: int) -> dict:
+        return run_export(self, stage, self.work_dir(i))
+
+    def work_dir(self, i: int) -> Path:
+        """Files a stage makes besides its model; the driver moves them into the stage folder with stage.json."""
+        return self.output / f".{self.stage_dir(i, self.recipe.stages[i].type).name}.work"
 
     def push(self, stage) -> dict:
         from ..hub import push_folder
@@ -201,7 +211,8 @@ class RecipeRun:
             summary = None
             if self.main or stage.type in DISTRIBUTED_STAGES:
                 run_stage = getattr(self, stage.type)
-                summary = run_stage(stage, i) if stage.type in ("train", "distill", "evaluate") else run_stage(stage)
+                with_index = ("train", "distill", "export", "evaluate")
+                summary = run_stage(stage, i) if stage.type in with_index else run_stage(stage)
             record = {
                 "stage": sdir.name,
                 "kind": stage.type,
@@ -214,6 +225,10 @@ class RecipeRun:
                 with io.atomic_dir(sdir, overwrite=True) as tmp:
                     if stage.type in MODEL_STAGES:
                         io.save(self.model, tmp / "model", tokenizer=self.processor)
+                    work = self.work_dir(i)
+                    for item in sorted(work.iterdir()) if work.exists() else []:
+                        item.rename(tmp / item.name)
+                    shutil.rmtree(work, ignore_errors=True)
                     (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
             self.state.wait_for_everyone()
             if not self.main:  # the main process's result, as written

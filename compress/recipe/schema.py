@@ -8,6 +8,7 @@
       - prune: {heads: 0.5, mlp: 0.5, criterion: activation}
       - distill: {steps: 200, embedding_weight: 1.0, logits_weight: 0.0}
       - quantize: {method: int8-dynamic}
+      - export: {format: onnx, int8: true}   # also runs in ONNX Runtime (compress/recipe/export_stage.py)
       - evaluate: {}
 
 Unknown keys are rejected; every error names the file, the field path and what is allowed. Each stage is one class
@@ -26,6 +27,7 @@ from ..assets import DATA
 from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
+from .export_stage import ExportStage
 
 TASKS = (
     "text-classification",
@@ -250,9 +252,10 @@ class PushStage(Strict):
 
 
 Stage = Annotated[
-    TrainStage | PruneStage | DistillStage | QuantizeStage | EvaluateStage | PushStage, Field(discriminator="type")
+    TrainStage | PruneStage | DistillStage | QuantizeStage | ExportStage | EvaluateStage | PushStage,
+    Field(discriminator="type"),
 ]
-STAGE_TYPES = ("train", "prune", "distill", "quantize", "evaluate", "push")
+STAGE_TYPES = ("train", "prune", "distill", "quantize", "export", "evaluate", "push")
 
 
 class Recipe(Strict):
@@ -304,9 +307,11 @@ class Recipe(Strict):
     def _cross_stage_rules(cls, stages):
         kinds = [s.type for s in stages]
         if "quantize" in kinds:
-            after = [k for k in kinds[kinds.index("quantize") + 1 :] if k not in ("evaluate", "push")]
+            after = [k for k in kinds[kinds.index("quantize") + 1 :] if k not in ("export", "evaluate", "push")]
             if after:
-                raise ValueError(f"stage {after[0]!r} comes after quantize; only evaluate and push may follow it")
+                raise ValueError(
+                    f"stage {after[0]!r} comes after quantize; only export, evaluate and push may follow it"
+                )
         if "train" in kinds and kinds.index("train") != 0:
             raise ValueError("a train stage must come first: it trains the teacher that later stages compress")
         if kinds.count("push") > 1 or ("push" in kinds and kinds[-1] != "push"):
