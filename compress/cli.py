@@ -331,7 +331,9 @@ def export_(
     """Export a (pruned, distilled) encoder to ONNX, verified against PyTorch; --int8 quantizes it for ONNX Runtime."""
     from .export.command import export_command
 
-    console.print(export_command(model, output, format, int8, tolerance, calibration, samples, seq_len, overwrite))
+    console.print(
+        export_command(model, output, format, int8, tolerance, calibration, samples, seq_len, overwrite, load_model)
+    )
 
 
 def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, overwrite: bool) -> None:

@@ -14,52 +14,12 @@ usual converters read (llama.cpp's `convert_hf_to_gguf.py`, CTranslate2's `ct2-t
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from ..errors import CompressError
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    extra: str  # pip extra of compress that installs `packages`
-    packages: tuple[str, ...]  # import names
-    description: str
-
-
-FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", "onnx", ("onnx", "onnxruntime", "onnxscript"), "ONNX graph for ONNX Runtime (+ int8)"),
-}
-
-
-def require(format: str) -> None:
-    """Raise a one-line error naming the extra to install when the format's packages are missing."""
-    spec = check_format(format)
-    missing = []
-    for name in spec.packages:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
-            found = False
-        if not found:
-            missing.append(name)
-    if missing:
-        raise CompressError(
-            "format",
-            f"{spec.name} export needs the `compress[{spec.extra}]` extra (missing: {', '.join(missing)})",
-            f"pip install 'compress[{spec.extra}]'",
-        )
-
-
-def check_format(format: str) -> Format:
-    if format not in FORMATS:
-        raise CompressError("format", f"unknown export format {format!r}", f"use one of {', '.join(FORMATS)}")
-    return FORMATS[format]
+from .formats import FORMATS, Format, check_format, require
 
 
 def export(

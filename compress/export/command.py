@@ -30,8 +30,9 @@ def export_command(
     samples: int,
     seq_len: int,
     overwrite: bool,
+    load_model,
 ) -> str:
-    """Export and return the one-line summary the CLI prints."""
+    """Export; return the one-line summary the CLI prints. `load_model`: the CLI's loader (name -> model, tokenizer)."""
     import transformers
 
     from .. import assets
@@ -53,8 +54,6 @@ def export_command(
             "give a model folder or a built-in asset (minilm-l6)",
         ) from None
     check_exportable(config)
-    from ..cli import load_model
-
     net, _ = load_model(model)
     processor = _processor(path)
     batches = None

@@ -81,7 +81,7 @@ class OrtModel:
 
 def load_exported(folder: str | Path, threads: int | None = None) -> OrtModel:
     """The exported model in `folder`, ready to call (needs the `compress[onnx]` extra)."""
-    from . import require
+    from .formats import require
 
     require("onnx")
     return OrtModel(folder, threads)
