@@ -24,6 +24,7 @@ _MODULES = {
     "whisper-tiny-en": "whisper_tiny_en",
     "pocketsphinx-utterances": "pocketsphinx",
     "espeak-speech": "espeak",
+    "asterisk-prompts": "asterisk",
 }
 # model folders (a recipe's `model` / `teacher` may name them)
 MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch", "whisper-tiny-en"}

@@ -48,7 +48,8 @@ def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
                     f"split {name!r} names {source!r}, not a built-in asset",
                     f"use {', '.join(sorted(BUILTIN))}",
                 )
-            rows[name] = split(_builtin(source, subset or None), part)
+            same = source == spec.source and (subset or None) == spec.subset  # the data source's own split
+            rows[name] = split(rows if same else _builtin(source, subset or None), part)
     return rows
 
 
