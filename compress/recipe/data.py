@@ -38,7 +38,7 @@ def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
             )  # fmt: skip
     else:
         rows = _load_dataset(spec, input_key)
-    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits):
+    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits, *spec.extra_train_splits):
         if ":" in name and name not in rows:
             source, _, part = name.rpartition(":")
             source, _, subset = source.partition("/")

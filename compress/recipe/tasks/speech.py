@@ -147,6 +147,30 @@ class SpeechRecognition(Task):
         feats = self._features(rows)
         return [{"input_features": f, "labels": torch.tensor(self._label_ids(r["text"]))} for f, r in zip(feats, rows)]
 
+    def distill_examples(self, rows, teacher, stage, run_dir):
+        """The reference transcripts as labels, or with `pseudo_labels` the teacher's greedy transcripts (cached in
+        `run_dir`), without the clips whose teacher transcript is further than `max_label_wer` from the reference."""
+        if not stage.pseudo_labels:
+            return self.examples(rows)
+        from ...distill.pseudo import pseudo_labels
+
+        feats, refs = self._features(rows), [r["text"] for r in rows]
+        labels = pseudo_labels(teacher, self.run.processor.tokenizer, feats, refs, run_dir, self.data.max_length)
+        keep = [i for i, p in enumerate(labels) if stage.max_label_wer is None or p["wer"] <= stage.max_label_wer]
+        self.distill_info = {
+            "pseudo_labels": len(labels),
+            "kept": len(keep),
+            "teacher_wer_on_train": wer(refs, [p["text"] for p in labels]),
+        }
+        if not keep:
+            raise CompressError(
+                "max_label_wer",
+                f"the teacher's transcripts of all {len(rows)} clips have a WER above {stage.max_label_wer}",
+                "raise max_label_wer, or check that the data's transcripts match its audio",
+            )
+        ids = [labels[i]["ids"][: self.data.max_length] for i in keep]
+        return [{"input_features": feats[i], "labels": torch.tensor(y)} for i, y in zip(keep, ids)]
+
     def batches(self, rows, batch_size, with_labels=False):
         """Features with labels always: the decoder's inputs come from them (calibration runs the decoder too)."""
         from ...distill.data import collate
