@@ -97,10 +97,16 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         if gen:
             row["gen_tokens_per_s"], row["dense_gen_tokens_per_s"] = 1 / gen[name], 1 / gen["dense"]
             row["gen_speedup"] = gen["dense"] / gen[name]
+        e2e = task.transcription_latency({"dense": dense, name: model}, stage.repeats)
+        if e2e:
+            row["e2e_ms"], row["dense_e2e_ms"] = e2e[name] * 1e3, e2e["dense"] * 1e3
+            row["e2e_speedup"] = e2e["dense"] / e2e[name]
         rows.append(row)
     # the dense model was timed beside each candidate: its row reports the median of those timings
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"] = _median(rows[1:], f"dense_latency_b{bs}_ms")
+    if any("e2e_speedup" in r for r in rows):
+        dense_row["e2e_ms"], dense_row["e2e_speedup"] = _median(rows[1:], "dense_e2e_ms"), 1.0
     if any("gen_speedup" in r for r in rows):
         dense_row["gen_tokens_per_s"], dense_row["gen_speedup"] = _median(rows[1:], "dense_gen_tokens_per_s"), 1.0
     return {

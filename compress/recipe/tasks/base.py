@@ -69,3 +69,9 @@ class Task:
     def generation_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
         """Generative tasks: seconds per generated token of each model, measured side by side. None otherwise."""
         return None
+
+    @torch.inference_mode()
+    def transcription_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
+        """Speech recognition: end-to-end seconds per utterance of each model, measured side by side. None
+        otherwise."""
+        return None

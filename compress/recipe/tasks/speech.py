@@ -12,6 +12,9 @@ Cost of a seq2seq model is one encoded audio window plus a transcript decoded to
   decoder tokens teacher-forced (encoder + one decoder pass);
 - generation speed (`gen_tokens_per_s`): greedy `generate` of exactly `evaluate.max_new_tokens` tokens for one clip
   (encoder once + that many cached decoder steps), reported as tokens per second, side by side with the dense model;
+- end-to-end transcription (`e2e_ms`, `e2e_speedup`): what a user waits for, batch 1: log-mel features of the raw
+  audio, the encoder, greedy decoding until the end of text (each model stops where it stops) and detokenising, per
+  utterance (mean over the first `TRANSCRIBE_CLIPS` eval clips), side by side with the dense model;
 - MACs: the Linear and convolution layers as they run in the latency forward (counted with hooks: the audio front end
   and encoder per frame, cross-attention keys/values once per window, the decoder and vocabulary projection per
   token) plus the attention products.
@@ -29,6 +32,7 @@ from ...stats import latency_side_by_side, traced_linear_macs
 from .base import Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
+TRANSCRIBE_CLIPS = 3  # eval clips transcribed per end-to-end timing run (mean per utterance)
 
 
 def _check_rate(rows: list[dict], rate: int) -> None:
@@ -202,6 +206,7 @@ class SpeechRecognition(Task):
         self.stage = stage
         self.references = [r["text"] for r in eval_rows]
         self.features = self._features(eval_rows)
+        self.audio = [r["audio"] for r in eval_rows[:TRANSCRIBE_CLIPS]]
 
     def quality(self, model, dense=False):
         hyps = transcribe_features(model, self.run.processor, self.features, self.eval_batch_size, self.data.max_length)
@@ -219,3 +224,19 @@ class SpeechRecognition(Task):
 
         seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
         return {name: s / n for name, s in seconds.items()}
+
+    @torch.inference_mode()
+    def transcription_latency(self, models, repeats):
+        """End to end, batch 1: raw audio -> log-mel -> encoder -> greedy tokens -> text, per utterance."""
+        proc = self.run.processor
+        fe = proc.feature_extractor
+        n = min(self.data.max_length, next(iter(models.values())).config.max_target_positions - 4)
+
+        def transcribe(m):
+            for audio in self.audio:
+                feats = fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
+                ids = m.generate(input_features=feats, max_new_tokens=n)
+                proc.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+        seconds = latency_side_by_side(models, call=transcribe, repeats=max(3, repeats // 2), warmup=1)
+        return {name: s / len(self.audio) for name, s in seconds.items()}
