@@ -3,6 +3,7 @@
 import compress
 plan = compress.prune(model, heads=0.5, mlp=0.5, criterion="fisher", layout="global", calibration=batches)
 compress.save(model, "out/pruned")
+report = compress.reconstruct(pruned, dense, batches)  # refit after any pruning (prune does it by default)
 model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
 """
@@ -14,6 +15,7 @@ from .errors import CompressError  # noqa: E402
 from .io import load, save  # noqa: E402
 from .pruning.api import prune  # noqa: E402
 from .pruning.plan import PruningPlan  # noqa: E402
+from .pruning.reconstruct import reconstruct  # noqa: E402
 from .quantize import quantize  # noqa: E402
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "load",
     "prune",
     "quantize",
+    "reconstruct",
     "save",
     "__version__",
 ]

@@ -52,12 +52,24 @@ def prune(
     kv_heads: Ratio = 0.0,
     layers: Annotated[float, typer.Option(help="layers to remove per stack: a count (>= 1) or a fraction (< 1)")] = 0,
     criterion: Annotated[str | None, typer.Option(help="magnitude|taylor|fisher|activation|random")] = None,
-    layout: Annotated[str, typer.Option(help="uniform (same width per layer) or global")] = "uniform",
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="uniform (same width per layer), global, or adaptive (by measured sensitivity; needs --calibration)"
+        ),
+    ] = "uniform",
     round_to: Annotated[int, typer.Option(help="kept widths are multiples of this (32/64/128 for kernels)")] = 1,
     protect: Annotated[list[str] | None, typer.Option(help="layer index (or stack.index) to leave untouched")] = None,
     calibration: Annotated[Path | None, typer.Option(help="text file (.txt/.csv/.json/.jsonl/.parquet)")] = None,
     samples: Annotated[int, typer.Option(help="calibration texts to use")] = 256,
     seq_len: Annotated[int, typer.Option(help="max tokens per calibration text; MACs are estimated at it")] = 128,
+    reconstruct: Annotated[
+        bool | None,
+        typer.Option(
+            "--reconstruct/--no-reconstruct",
+            help="refit output projections to the dense model on the calibration data (default: on with --calibration)",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ):
     """Prune heads / KV groups / MLP neurons / layers and save the result (safetensors)."""
@@ -72,6 +84,14 @@ def prune(
     n_layers = int(layers) if layers >= 1 else layers
     Budget(heads=heads, kv_heads=kv_heads, mlp=mlp, layers=n_layers, layout=layout, round_to=round_to)
     check_criterion(criterion or ("activation" if calibration else "magnitude"), calibration is not None)
+    if reconstruct and calibration is None:
+        raise CompressError(
+            "reconstruct", "reconstruction needs calibration data", "pass --calibration FILE or --no-reconstruct"
+        )
+    if layout == "adaptive" and calibration is None:
+        raise CompressError(
+            "layout", "layout 'adaptive' measures layer sensitivity on calibration data", "pass --calibration FILE"
+        )
     texts = read_texts(calibration, limit=samples) if calibration else None
     net, tokenizer = load_model(model)
     batches = None
@@ -96,14 +116,25 @@ def prune(
         protect=protect_,
         calibration=batches,
         seq_len=seq_len,
+        reconstruct=reconstruct,
     )
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)
     s = plan.summary
     console.print(
         f"pruned with {s['criterion']} ({s['layout']}) in {s['seconds']:.1f}s: params {s['params_before']:,} "
         f"-> {s['params_after']:,}, MACs {s['macs_before'] / 1e9:.2f}G -> {s['macs_after'] / 1e9:.2f}G "
-        f"(seq {seq_len}); saved to {output}"
+        f"(seq {seq_len}){_refit_note(s.get('reconstruct'))}; saved to {output}"
         + ("" if net.config.compress.get("plain_loadable") else " (load with compress.load)")
+    )
+
+
+def _refit_note(refit: dict | None) -> str:
+    if not refit:
+        return ""
+    kept = f", {len(refit['kept_unrefit'])} kept unrefit (worse on held-out tokens)" if refit["kept_unrefit"] else ""
+    return (
+        f"; refit {refit['refit']} of {refit['sublayers']} sublayers in {refit['seconds']:.1f}s, held-out relative "
+        f"error {refit['rel_error_before']:.4f} -> {refit['rel_error_after']:.4f}{kept}"
     )
 
 
@@ -141,6 +172,14 @@ def inspect(
         f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
         f"pruned: {'yes' if record else 'no'}"
     )
+    for entry in (record or {}).get("history", []):
+        if "layout" in entry:  # one line per prune call: how the widths above were chosen
+            refit = entry.get("reconstruct")
+            console.print(
+                f"prune: {entry['criterion']}, layout {entry['layout']}, heads {entry['heads']:.2f}, "
+                f"mlp {entry['mlp']:.2f}, layers {entry['layers']}"
+                + (f"; refit {refit['refit']}/{refit['sublayers']} sublayers" if refit else "")
+            )
 
 
 @app.command()

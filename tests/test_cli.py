@@ -60,6 +60,19 @@ def test_prune_then_inspect(saved, tmp_path):
     assert sum(compress.load(tmp_path / "p").config.compress["history"][-1]["params_after"] for _ in [0]) > 0
 
 
+def test_prune_adaptive_with_refit_then_inspect(saved, tmp_path):
+    common = ["--heads", 0.5, "--mlp", 0.5, "--calibration", saved["calib"]]
+    r = run("prune", saved["bert"], *common, "--layout", "adaptive", "--output", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert "refit" in r.stdout
+    r = run("inspect", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert "layout adaptive" in r.stdout and "refit" in r.stdout
+    r = run("prune", saved["bert"], *common, "--no-reconstruct", "--output", tmp_path / "q")
+    assert r.returncode == 0, r.stderr
+    assert compress.load(tmp_path / "q").config.compress["history"][-1]["reconstruct"] is None
+
+
 @pytest.mark.parametrize(
     "args,field",
     [
@@ -69,6 +82,8 @@ def test_prune_then_inspect(saved, tmp_path):
         (["--criterion", "nonsense", "--heads", "0.5"], "`criterion`"),
         (["--calibration", "/no/such/file.txt", "--heads", "0.5"], "`calibration`"),
         (["--layout", "diagonal", "--heads", "0.5"], "`layout`"),
+        (["--layout", "adaptive", "--heads", "0.5"], "`layout`"),
+        (["--reconstruct", "--heads", "0.5"], "`reconstruct`"),
     ],
 )
 def test_bad_input_exit_2_nothing_written(saved, tmp_path, args, field):

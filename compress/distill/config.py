@@ -46,7 +46,10 @@ class DistillConfig:
     prune_steps: int = _f(0, "steps over which the cubic schedule reaches the pruning target")
     prune_every: int = _f(10, "re-score and slice every N steps inside the pruning phase")
     prune_criterion: str = _f("activation", "importance criterion used at each pruning step")
-    prune_layout: str = _f("uniform", "uniform | global")
+    prune_layout: str = _f("uniform", "uniform | global | adaptive")
+    prune_reconstruct: bool = _f(
+        False, "after each gradual pruning step, refit output projections to the student before that step"
+    )
     extra: dict = field(default_factory=dict, metadata={"help": "free-form notes kept with the run's config"})
 
     def __post_init__(self):

@@ -250,6 +250,7 @@ class _Distiller:
             criterion=cfg.prune_criterion,
             layout=cfg.prune_layout,
             calibration=calibration,
+            reconstruct=cfg.prune_reconstruct,
         )
         self._wrap(model, old=(self.student, self.optimizer))
         heads, neurons = _units(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 
@@ -10,10 +11,12 @@ from torch import nn
 from ..errors import CompressError
 from ..models import get_adapter
 from ..stats import count_params, estimate_macs
+from .adaptive import adaptive_widths
 from .budget import Budget, build_plan, plan_cost
 from .compensate import compensate_bias
 from .importance import CRITERIA, NEEDS_CALIBRATION, Scores
 from .plan import PruningPlan, apply_plan
+from .reconstruct import ReconstructConfig, refit_model
 
 
 def check_criterion(criterion: str, has_calibration: bool) -> None:
@@ -72,6 +75,8 @@ def prune(
     target_macs: int | None = None,
     seq_len: int = 128,
     compensate: bool = True,
+    reconstruct: bool | None = None,
+    ridge: float = 1e-2,
 ) -> PruningPlan:
     """Physically prune `model` in place and return the plan.
 
@@ -79,15 +84,29 @@ def prune(
     layers: number (int) or fraction (float) of layers to remove from every stack.
     criterion: magnitude | taylor | fisher | activation | random (see `compress.pruning.importance`); default
         "activation" when calibration is given (best one-shot fidelity on MiniLM), else "magnitude".
-    layout: "uniform" (same width in every layer) or "global" (ranked across layers).
+    layout: "uniform" (same width in every layer), "global" (ranked across layers) or "adaptive" (the uniform total,
+        spread by each layer's measured sensitivity on the calibration data; see `compress.pruning.adaptive`).
     round_to: kept widths (neurons; heads x head_dim) are multiples of this (e.g. 64 for quantization kernels).
     protect: layers left untouched, as original indices (every stack) or "stack.index" strings.
     calibration: batches (dicts of model inputs) for data-driven criteria.
     target_params / target_macs: instead of heads/mlp, reach this size with one common head+neuron fraction.
     compensate: with calibration data, fold the mean contribution of removed units into output biases (FLAP).
+    reconstruct: refit each pruned sublayer's output projection to the unpruned model's output on the calibration
+        data (`compress.reconstruct`); default: True when calibration is given. Needs a copy of the model meanwhile.
+    ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
     """
     adapter = get_adapter(model)
+    calibration = list(calibration) if calibration is not None else None
     criterion = criterion or ("activation" if calibration else "magnitude")
+    if reconstruct is None:
+        reconstruct = bool(calibration)
+    refit_cfg = ReconstructConfig(ridge=ridge) if reconstruct else None
+    if reconstruct and not calibration:
+        raise CompressError(
+            "reconstruct",
+            "reconstruction needs calibration batches",
+            "pass calibration data (CLI: --calibration FILE) or reconstruct=False (CLI: --no-reconstruct)",
+        )
     budget = Budget(
         heads=heads, kv_heads=kv_heads, mlp=mlp, layers=layers, layout=layout, round_to=round_to, protect=list(protect)
     )
@@ -99,14 +118,27 @@ def prune(
         )
     if target_params and target_macs:
         raise CompressError("target_macs", "give one target, not both")
+    if layout == "adaptive" and not calibration:
+        raise CompressError(
+            "layout",
+            "layout 'adaptive' measures each layer's sensitivity on calibration batches",
+            "pass calibration data (CLI: --calibration FILE) or use layout=uniform",
+        )
     t0 = time.perf_counter()
     params0, macs0 = count_params(model), estimate_macs(model, seq_len)
     scores = score(model, criterion, calibration)
     if target_params or target_macs:
         budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
+    sensitivity = None
+    if budget.layout == "adaptive":
+        widths, sensitivity = adaptive_widths(model, scores, budget, calibration)
+        budget = Budget(**{**budget.__dict__, "widths": widths})
     plan = build_plan(model, scores, budget)
+    dense = copy.deepcopy(model) if reconstruct else None
     compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
     apply_plan(model, plan)
+    refit = refit_model(model, dense, calibration, refit_cfg) if reconstruct else None
+    del dense
     plan.summary = {
         "criterion": criterion,
         "layout": budget.layout,
@@ -122,7 +154,14 @@ def prune(
         "macs_after": estimate_macs(model, seq_len),
         "seq_len": seq_len,
         "bias_compensated": compensated,
+        "reconstruct": refit,
+        "widths": {
+            "heads": {k: len(v) for k, v in plan.heads.items()},
+            "neurons": {k: len(v) for k, v in plan.neurons.items()},
+        },
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if sensitivity is not None:
+        plan.summary["sensitivity"] = {k: float(f"{v:.4g}") for k, v in sensitivity.items()}
     model.config.compress["history"].append(plan.summary)
     return plan

@@ -2,8 +2,10 @@
 
 Budgets are fractions removed (heads / kv_heads / mlp), a layer count or fraction (layers), or a target parameter or
 MAC count (solved for one common head+neuron fraction by bisection). `layout="uniform"` removes the same number in every
-layer; `"global"` ranks units across layers (at least one head / `round_to` neurons stay in every layer). Widths are
-rounded to a multiple of `round_to` (head widths count head_dim per head).
+layer; `"global"` ranks units across layers (at least one head / `round_to` neurons stay in every layer);
+`"adaptive"` removes the uniform total but spreads it by each layer's measured sensitivity (`adaptive.py` fills
+`Budget.widths`; grouped-query attention heads stay uniform). Widths are rounded to a multiple of `round_to` (head
+widths count head_dim per head).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .importance import Scores
 from .plan import PruningPlan
 from .record import attention_key, iter_layers, mlp_key
 
-LAYOUTS = ("uniform", "global")
+LAYOUTS = ("uniform", "global", "adaptive")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Budget:
     layout: str = "uniform"
     round_to: int = 1
     protect: list = field(default_factory=list)
+    widths: dict = field(default_factory=dict)  # layout="adaptive": kept heads / neurons per site key (adaptive.py)
 
     def __post_init__(self):
         for name in ("heads", "kv_heads", "mlp"):
@@ -216,8 +219,11 @@ def build_plan(model: nn.Module, scores: Scores, budget: Budget) -> PruningPlan:
             att_sites[attention_key(stack, pos, role)] = site
         mlp_sites[mlp_key(stack, pos)] = adapter.mlp(layer)
     if budget.heads or budget.kv_heads:
-        if budget.layout == "uniform":
+        if budget.layout in ("uniform", "adaptive"):
             for key, site in att_sites.items():
+                if key in budget.widths and not site.is_gqa:
+                    plan.heads[key] = _top(scores.heads[key], budget.widths[key])
+                    continue
                 q, kv = _uniform_heads(site, scores, key, budget)
                 plan.heads[key] = q
                 if kv is not None:
@@ -225,12 +231,11 @@ def build_plan(model: nn.Module, scores: Scores, budget: Budget) -> PruningPlan:
         else:
             plan.heads, plan.kv_heads = _global_heads(att_sites, scores, budget)
     if budget.mlp:
-        if budget.layout == "uniform":
+        if budget.layout in ("uniform", "adaptive"):
             for key, site in mlp_sites.items():
                 n = site.num_neurons
-                plan.neurons[key] = _top(
-                    scores.neurons[key], _round_width(n - int(round(budget.mlp * n)), budget.round_to, n)
-                )
+                keep = budget.widths.get(key, _round_width(n - int(round(budget.mlp * n)), budget.round_to, n))
+                plan.neurons[key] = _top(scores.neurons[key], keep)
         else:
             total = sum(s.num_neurons for s in mlp_sites.values())
             kept = _global_select(

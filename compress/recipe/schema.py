@@ -88,11 +88,20 @@ class PruneStage(Strict):
     mlp: float = Field(0.0, ge=0, lt=1, description="fraction of MLP neurons removed")
     layers: float = Field(0, ge=0, description="layers removed per stack: a count (>= 1) or a fraction (< 1)")
     criterion: str = Field("activation", description=f"importance: {', '.join(sorted(CRITERIA))}")
-    layout: str = Field("uniform", description="uniform (same width per layer) or global (ranked across layers)")
+    layout: str = Field(
+        "uniform",
+        description="uniform (same width per layer), global (ranked across layers) or adaptive (the uniform total "
+        "spread by each layer's measured sensitivity on the calibration data)",
+    )
     round_to: int = Field(1, ge=1, description="kept widths are multiples of this (64 for quantization kernels)")
     protect: list[int | str] = Field(default_factory=list, description="layers left untouched")
     target_params: int | None = Field(None, gt=0, description="instead of ratios: reach this many parameters")
     compensate: bool = Field(True, description="fold removed units' mean output into the bias (FLAP)")
+    reconstruct: bool = Field(
+        True,
+        description="refit each pruned sublayer's output projection (weights + bias) to the unpruned model's output "
+        "on the calibration data (ridge least squares, layer by layer; compress.reconstruct)",
+    )
 
     @field_validator("criterion")
     @classmethod

@@ -1,0 +1,485 @@
+"""Repair after pruning: layer-wise ridge least-squares refit of each pruned sublayer's output projection.
+
+For a sublayer y = W·x + b whose input units (heads feeding o_proj, neurons feeding down_proj / fc2 / output.dense)
+were cut to a kept set K, new weights for the kept columns (and the bias) are fitted so the pruned sublayer reproduces
+the dense model's sublayer output on calibration tokens (K-prune 2024, GRAIL 2025; FLAP's bias compensation is the
+zero-order case):
+
+    W', b' = argmin  sum_tokens ||(W_d·x_dense + b_d) - (W'·x_K + b')||^2  +  lam·||[W' b'] - [W b]||^2
+
+with x_K taken from the *pruned* model, already repaired below this sublayer, so upstream error is corrected too.
+With `target="residual"` (the default) the target is stronger where the block is pre-norm (Llama, GPT-2, ViT,
+Whisper: layer output = input + the sum of its sublayers' projections, checked on the calibration batches per layer):
+the dense residual stream after the sublayer minus the pruned stream before it, so the refit also cancels drift that
+reached the residual stream from below, and the last sublayer before layers that were dropped stands in for them.
+Post-norm blocks (BERT, DistilBERT, MPNet, Gemma2/3's extra norms) fail the check and use the sublayer output.
+The ridge term pulls towards the current (unrefit) weights, so the fit never increases the calibration error, and
+lam = ridge · mean(diag(G)) is relative to the Gram matrix G = [x_K 1]ᵀ[x_K 1]. G and [x_K 1]ᵀY are accumulated in
+float64 over calibration batches (memory ~ |K|², never all activations); the system is solved by Cholesky, with a
+larger lam and then `lstsq` as fallbacks. Every `holdout`-th calibration token is held out: a sublayer whose refit is
+worse there than its unrefit weights keeps the unrefit ones (reported in the summary).
+
+Layers are replayed one at a time: one forward pass per layer stack captures each layer's inputs (hidden states and
+the keyword arguments the model passes, e.g. masks, rotary embeddings, encoder states), then each pruned layer runs on
+the cached hidden states of the pruned model and each dense layer on the dense model's. Depth-pruned models map each
+kept layer to its original dense layer through the pruning record; dense layers that were dropped still advance the
+dense hidden states.
+
+    report = compress.reconstruct(pruned, dense, calibration)   # also: compress.prune(..., reconstruct=True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..errors import CompressError
+from ..models import get_adapter
+from ..models.base import in_features, out_features
+from ..progress import track
+from .record import attention_key, get_record, iter_layers, mlp_key
+
+SITES = ("pruned", "all")
+TARGETS = ("output", "residual")
+
+
+@dataclass
+class ReconstructConfig:
+    """How the refit is done (see the module docstring)."""
+
+    ridge: float = 1e-2  # lam = ridge * mean(diag(G)); pulls towards the unrefit weights
+    holdout: int = 8  # every holdout-th calibration token is held out to check each refit (0: no check)
+    sites: str = "pruned"  # "pruned": sublayers that lost units; "all": every sublayer (also corrects drift)
+    # "output": the dense sublayer's output; "residual": the dense residual stream after the sublayer (pre-norm
+    # blocks only, checked per layer; the last sublayer before dropped layers then also stands in for them)
+    target: str = "residual"
+
+    def __post_init__(self):
+        if not isinstance(self.ridge, (int, float)) or not self.ridge > 0:
+            raise CompressError("ridge", f"{self.ridge!r} is not a positive number", "use e.g. 1e-2")
+        if not isinstance(self.holdout, int) or self.holdout == 1 or self.holdout < 0:
+            raise CompressError("holdout", f"{self.holdout!r} is not 0 or an integer >= 2", "use e.g. 8")
+        if self.sites not in SITES:
+            raise CompressError("sites", f"unknown value {self.sites!r}", f"use one of {', '.join(SITES)}")
+        if self.target not in TARGETS:
+            raise CompressError("target", f"unknown value {self.target!r}", f"use one of {', '.join(TARGETS)}")
+
+
+# --- pure math ----------------------------------------------------------------------------------------------------
+
+
+def ridge_refit(G: torch.Tensor, C: torch.Tensor, W0: torch.Tensor, ridge: float) -> tuple[torch.Tensor, dict]:
+    """Solve (G + lam·I) W = C + lam·W0 for W (F, D), lam = ridge · mean(diag(G)). G: (F, F), C = XᵀY: (F, D).
+
+    Falls back to a 10x larger lam (up to 4 times), then to `lstsq`; returns W0 unchanged if nothing gives finite
+    weights. info: {"lam": ..., "method": "cholesky" | "cholesky+" | "lstsq" | "unchanged"}."""
+    scale = float(G.diagonal().mean()) if G.numel() else 0.0
+    if not scale > 0 or not torch.isfinite(G).all() or not torch.isfinite(C).all():
+        return W0, {"lam": 0.0, "method": "unchanged"}
+    eye = torch.eye(G.shape[0], dtype=G.dtype)
+    lam = ridge * scale
+    for attempt in range(5):
+        A = G + lam * eye
+        L, info = torch.linalg.cholesky_ex(A)
+        if int(info) == 0:
+            W = torch.cholesky_solve(C + lam * W0, L)
+            if torch.isfinite(W).all():
+                return W, {"lam": lam, "method": "cholesky" if attempt == 0 else "cholesky+"}
+        lam *= 10
+    W = torch.linalg.lstsq(A, C + lam * W0, driver="gelsd").solution
+    if torch.isfinite(W).all():
+        return W, {"lam": lam, "method": "lstsq"}
+    return W0, {"lam": lam, "method": "unchanged"}
+
+
+def fit_error(G: torch.Tensor, C: torch.Tensor, yy: float, W: torch.Tensor) -> float:
+    """sum ||Y - X·W||² from G = XᵀX, C = XᵀY and yy = sum ||Y||², without the activations."""
+    return float((W * (G @ W)).sum() - 2 * (W * C).sum() + yy)
+
+
+def augmented_weight(module: nn.Module) -> torch.Tensor:
+    """The projection as one (in [+1 for the bias], out) float64 matrix: y = [x 1] @ W."""
+    w = module.weight.detach().double()
+    w = w if isinstance(module, Conv1D) else w.t()  # Conv1D stores (in, out), Linear (out, in)
+    if module.bias is not None:
+        w = torch.cat([w, module.bias.detach().double()[None, :]])
+    return w
+
+
+@torch.no_grad()
+def set_augmented_weight(module: nn.Module, W: torch.Tensor) -> None:
+    n_in = in_features(module)
+    w = W[:n_in].to(module.weight.dtype)
+    module.weight.copy_(w if isinstance(module, Conv1D) else w.t())
+    if module.bias is not None:
+        module.bias.copy_(W[n_in].to(module.bias.dtype))
+
+
+@dataclass
+class Gram:
+    """G = XᵀX, C = XᵀY and sum ||Y||² (float64), for fitted tokens and for held-out tokens."""
+
+    features: int
+    outputs: int
+    bias: bool
+    G: list = field(default_factory=list)
+    C: list = field(default_factory=list)
+    yy: list = field(default_factory=list)
+
+    def __post_init__(self):
+        f = self.features + int(self.bias)
+        self.G = [torch.zeros(f, f, dtype=torch.float64) for _ in range(2)]
+        self.C = [torch.zeros(f, self.outputs, dtype=torch.float64) for _ in range(2)]
+        self.yy = [0.0, 0.0]
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, held: torch.Tensor | None) -> None:
+        """x: (N, features), y: (N, outputs) for the same tokens; held: (N,) bool, True = held-out token."""
+        x = x.double()
+        if self.bias:
+            x = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
+        y = y.double()
+        for part in (0, 1):
+            sel = (~held if part == 0 else held) if held is not None else None
+            if sel is None and part == 1:
+                continue
+            xs, ys = (x, y) if sel is None else (x[sel], y[sel])
+            self.G[part] += xs.t() @ xs
+            self.C[part] += xs.t() @ ys
+            self.yy[part] += float((ys * ys).sum())
+
+
+# --- layer replay -------------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised from a hook to end a forward pass once what is needed has been seen."""
+
+
+@dataclass
+class _Call:
+    """How the model called one layer for one batch: hidden states given positionally or by keyword, and the rest."""
+
+    positional: bool
+    args: tuple
+    kwargs: dict
+
+    def run(self, layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        if self.positional:
+            out = layer(hidden, *self.args, **self.kwargs)
+        else:
+            out = layer(*self.args, hidden_states=hidden, **self.kwargs)
+        return out[0] if isinstance(out, tuple) else out
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _capture(model: nn.Module, stack: str, batches: list[dict]) -> tuple[list[torch.Tensor], list[list[_Call]]]:
+    """One forward pass per batch, stopped after the stack's last layer: the first layer's hidden input and every
+    layer's call arguments (kept by reference: tensors shared by all layers are stored once)."""
+    layers = get_adapter(model).stacks(model)[stack]
+    hidden: list[torch.Tensor] = []
+    calls: list[list[_Call]] = []
+    device = next(model.parameters()).device
+
+    def pre(pos):
+        def hook(module, args, kwargs):
+            positional = len(args) > 0
+            h = args[0] if positional else kwargs["hidden_states"]
+            if pos == 0:
+                hidden.append(h.detach())
+            rest = args[1:] if positional else args
+            kw = {k: v for k, v in kwargs.items() if positional or k != "hidden_states"}
+            calls[-1].append(_Call(positional, rest, kw))
+            if pos == len(layers) - 1:
+                raise _Stop
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(pre(pos), with_kwargs=True) for pos, layer in enumerate(layers)]
+    use_cache = getattr(model.config, "use_cache", None)
+    try:
+        if use_cache is not None:
+            model.config.use_cache = False  # no KV cache objects shared between replayed layers
+        for batch in batches:
+            calls.append([])
+            try:
+                model(**_to(batch, device))
+            except _Stop:
+                pass
+            if len(calls[-1]) != len(layers):
+                raise RuntimeError(f"the forward pass reached {len(calls[-1])} of {len(layers)} {stack} layers")
+    finally:
+        for h in handles:
+            h.remove()
+        if use_cache is not None:
+            model.config.use_cache = use_cache
+    return hidden, calls
+
+
+def _token_mask(batch: dict, x: torch.Tensor) -> torch.Tensor | None:
+    """(N,) bool of real (non-padding) tokens for x: (B, T, F), when the batch's mask lines up with it."""
+    for name in ("attention_mask", "decoder_attention_mask"):
+        m = batch.get(name)
+        if m is not None and x.dim() == 3 and tuple(m.shape) == tuple(x.shape[:2]):
+            return m.reshape(-1).bool().cpu()
+    return None
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().reshape(-1, x.shape[-1]).float().cpu()
+
+
+# --- the refit ----------------------------------------------------------------------------------------------------
+
+
+def _sites(adapter, stack: str, pos: int, layer: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(key, output projection) of each sublayer of a layer, in forward order: attention(s), then the MLP."""
+    out = [(attention_key(stack, pos, role), site.o) for role, site in adapter.attentions(layer).items()]
+    return out + [(mlp_key(stack, pos), adapter.mlp(layer).output)]
+
+
+def check_dense(pruned: nn.Module, dense: nn.Module) -> None:
+    """One-line error unless `dense` has the architecture the pruned model was cut from."""
+    pa, da = get_adapter(pruned), get_adapter(dense)
+    if pruned.config.model_type != dense.config.model_type:
+        raise CompressError(
+            "dense",
+            f"the dense reference is a {dense.config.model_type!r} model, "
+            f"the pruned one a {pruned.config.model_type!r}",
+            "pass the model the pruned one was cut from",
+        )
+    dense_origins = {(s, o): layer for s, _, o, layer in iter_layers(dense, da)}
+    for stack, pos, orig, layer in iter_layers(pruned, pa):
+        d = dense_origins.get((stack, orig))
+        if d is None:
+            raise CompressError(
+                "dense", f"the pruned model's {stack} layer {orig} has no counterpart in the dense reference",
+                "pass the model the pruned one was cut from (same number of layers)",
+            )  # fmt: skip
+        for (key, p), (_, q) in zip(_sites(pa, stack, pos, layer), _sites(da, stack, pos, d)):
+            if out_features(p) != out_features(q) or in_features(p) > in_features(q):
+                raise CompressError(
+                    "dense",
+                    f"{key}: the dense reference's output projection is {in_features(q)}->{out_features(q)}, "
+                    f"the pruned one's {in_features(p)}->{out_features(p)}",
+                    "pass the model the pruned one was cut from (same hidden size, at least as wide)",
+                )
+
+
+def _refit_site(gram: Gram, module: nn.Module, ridge: float) -> dict:
+    """Solve for one projection, keep the unrefit weights where the refit is worse on held-out tokens."""
+    W0 = augmented_weight(module)
+    W, info = ridge_refit(gram.G[0], gram.C[0], W0, ridge)
+    fit0, fit1 = fit_error(gram.G[0], gram.C[0], gram.yy[0], W0), fit_error(gram.G[0], gram.C[0], gram.yy[0], W)
+    yy = max(gram.yy[0], 1e-30)
+    result = {"method": info["method"], "fit_before": fit0 / yy, "fit_after": fit1 / yy}
+    if gram.yy[1] > 0:
+        held0 = fit_error(gram.G[1], gram.C[1], gram.yy[1], W0)
+        held1 = fit_error(gram.G[1], gram.C[1], gram.yy[1], W)
+        result.update(held_before=held0 / gram.yy[1], held_after=held1 / gram.yy[1], held_refit=held1 / gram.yy[1])
+        if held1 > held0:
+            result.update(method="kept (held-out error higher)", held_after=held0 / gram.yy[1], fit_after=fit0 / yy)
+            return result
+    if info["method"] != "unchanged":
+        set_augmented_weight(module, W)
+    return result
+
+
+@torch.no_grad()
+def reconstruct(
+    pruned: nn.Module,
+    dense: nn.Module,
+    calibration: Iterable[dict] | None,
+    ridge: float = 1e-2,
+    holdout: int = 8,
+    sites: str = "pruned",
+    target: str = "residual",
+) -> dict:
+    """Refit the output projections of `pruned` (in place) against `dense` on `calibration` batches; returns a summary
+    (also appended to the pruning history in `config.compress`). See the module docstring."""
+    summary = refit_model(
+        pruned, dense, calibration, ReconstructConfig(ridge=ridge, holdout=holdout, sites=sites, target=target)
+    )
+    get_record(pruned.config, create=True)["history"].append({"reconstruct": summary})
+    return summary
+
+
+@torch.no_grad()
+def refit_model(
+    pruned: nn.Module, dense: nn.Module, calibration: Iterable[dict] | None, cfg: ReconstructConfig
+) -> dict:
+    """`reconstruct` without writing the history (`prune` puts the summary into its own history entry)."""
+    batches = list(calibration) if calibration is not None else []
+    if not batches:
+        raise CompressError(
+            "calibration",
+            "reconstruction needs calibration batches",
+            "pass calibration data (CLI: --calibration FILE) or turn reconstruction off (--no-reconstruct)",
+        )
+    check_dense(pruned, dense)
+    t0 = time.perf_counter()
+    adapter, dense_adapter = get_adapter(pruned), get_adapter(dense)
+    modes = pruned.training, dense.training
+    pruned.eval()
+    dense.eval()
+    per_site: dict[str, dict] = {}
+    try:
+        for stack in adapter.stacks(pruned):
+            per_site.update(_reconstruct_stack(pruned, dense, adapter, dense_adapter, stack, batches, cfg))
+    finally:
+        pruned.train(modes[0])
+        dense.train(modes[1])
+    return _summarise(per_site, cfg, time.perf_counter() - t0)
+
+
+def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batches, cfg) -> dict[str, dict]:
+    p_hidden, p_calls = _capture(pruned, stack, batches)
+    d_hidden, d_calls = _capture(dense, stack, batches)
+    d_layers = dense_adapter.stacks(dense)[stack]
+    d_pos_of = {orig: pos for s, pos, orig, _ in iter_layers(dense, dense_adapter) if s == stack}
+    d_next = 0  # dense layer whose input d_hidden holds
+    per_site = {}
+    layers = [(pos, orig, layer) for s, pos, orig, layer in iter_layers(pruned, adapter) if s == stack]
+    for i, (pos, orig, layer) in enumerate(track(layers, description=f"reconstructing {stack}")):
+        d_pos = d_pos_of[orig]
+        while d_next < d_pos:  # dense layers dropped from the pruned model still advance the dense stream
+            d_hidden = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_hidden)]
+            d_next += 1
+        d_layer = d_layers[d_pos]
+        p_sites = _sites(adapter, stack, pos, layer)
+        d_sites = dict(zip([k for k, _ in p_sites], [m for _, m in _sites(dense_adapter, stack, d_pos, d_layer)]))
+        todo = [
+            (key, module)
+            for key, module in p_sites
+            if cfg.sites == "all" or in_features(module) < in_features(d_sites[key])
+        ]
+        wanted = d_sites if cfg.target == "residual" else {k: d_sites[k] for k, _ in todo}
+        targets, d_out = _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden) if todo else ({}, None)
+        if d_out is None:
+            d_out = [c[d_pos].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
+        d_next = d_pos + 1
+        residual = cfg.target == "residual" and _is_residual(d_hidden, targets, d_out)
+        if residual:  # match the dense residual stream itself; the last sublayer also stands in for dropped layers
+            end = d_pos_of[layers[i + 1][1]] if i + 1 < len(layers) else len(d_layers)
+            while d_next < end:
+                d_out = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_out)]
+                d_next += 1
+            targets = _residual_targets(d_hidden, targets, d_out)
+        for key, module in todo:
+            gram = Gram(in_features(module), out_features(module), module.bias is not None)
+            before = [m for k, m in p_sites[: [k for k, _ in p_sites].index(key)]] if residual else None
+            _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before)
+            per_site[key] = _refit_site(gram, module, cfg.ridge)
+            per_site[key]["target"] = "residual" if residual else "output"
+        d_hidden = d_out
+        p_hidden = [c[pos].run(layer, h) for c, h in zip(p_calls, p_hidden)]
+    return per_site
+
+
+def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden):
+    """Outputs of the dense layer's output projections, per batch ({key: [(N, D) per batch]}), and the layer's
+    outputs (one per batch)."""
+    out: dict[str, list] = {k: [] for k in modules}
+    handles = [
+        m.register_forward_hook(lambda mod, a, y, key=key: out[key].append(_flat(y))) for key, m in modules.items()
+    ]
+    try:
+        layer_out = [c[pos].run(d_layer, h) for c, h in zip(calls, hidden)]
+    finally:
+        for h in handles:
+            h.remove()
+    return out, layer_out
+
+
+def _is_residual(hidden, outputs: dict[str, list], layer_out) -> bool:
+    """Whether layer output == layer input + the sum of its sublayers' projections (pre-norm blocks: Llama, GPT-2,
+    ViT, Whisper), checked on the calibration batches; post-norm blocks (BERT) fail it and keep output targets."""
+    for b, (h, y) in enumerate(zip(hidden, layer_out)):
+        total = _flat(h).double() + sum(o[b].double() for o in outputs.values())
+        if not torch.allclose(total, _flat(y).double(), rtol=1e-4, atol=1e-4 * float(total.abs().max())):
+            return False
+    return True
+
+
+def _residual_targets(hidden, outputs: dict[str, list], stream_end) -> dict[str, list]:
+    """Per sublayer: the dense residual stream right after it (the last one: the dense stream at the next kept
+    layer); `_accumulate` subtracts the pruned stream before the sublayer."""
+    keys, targets = list(outputs), {}
+    for j, key in enumerate(keys):
+        if j == len(keys) - 1:
+            targets[key] = [_flat(e) for e in stream_end]
+        else:
+            targets[key] = [_flat(h) + sum(outputs[k][b] for k in keys[: j + 1]) for b, h in enumerate(hidden)]
+    return targets
+
+
+def _accumulate(layer, module, calls, pos, hidden, targets, batches, gram: Gram, holdout: int, before=None) -> None:
+    """Run the pruned layer up to `module` on every batch and add [x 1]ᵀ[x 1], [x 1]ᵀY to the Gram sums. With
+    `before` (residual targets) Y = target - (layer input + outputs of the sublayers `before` this one)."""
+    seen: list[torch.Tensor] = []
+    earlier: list[torch.Tensor] = []
+
+    def pre(mod, args):
+        seen.append(args[0])
+        raise _Stop
+
+    handles = [module.register_forward_pre_hook(pre)]
+    for m in before or []:
+        handles.append(m.register_forward_hook(lambda mod, a, y: earlier.append(_flat(y))))
+    try:
+        for c, h, y, batch in zip(calls, hidden, targets, batches):
+            seen.clear()
+            earlier.clear()
+            try:
+                c[pos].run(layer, h)
+            except _Stop:
+                pass
+            x = seen[0]
+            if before is not None:
+                y = y - _flat(h) - sum(earlier, torch.zeros(()))
+            keep = _token_mask(batch, x)
+            xf = _flat(x)
+            held = None
+            if holdout:
+                held = torch.arange(xf.shape[0]) % holdout == holdout - 1
+            if keep is not None:
+                xf, y = xf[keep], y[keep]
+                held = held[keep] if held is not None else None
+            gram.add(xf, y, held)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _summarise(per_site: dict[str, dict], cfg: ReconstructConfig, seconds: float) -> dict:
+    refit = [k for k, r in per_site.items() if r["method"] in ("cholesky", "cholesky+", "lstsq")]
+    kept = [k for k, r in per_site.items() if r["method"].startswith("kept")]
+    fallback = [k for k, r in per_site.items() if r["method"] in ("cholesky+", "lstsq", "unchanged")]
+
+    def mean(name):
+        vals = [r[name] for r in per_site.values() if name in r]
+        return round(sum(vals) / len(vals), 6) if vals else None
+
+    return {
+        "ridge": cfg.ridge,
+        "holdout": cfg.holdout,
+        "sites": cfg.sites,
+        "target": cfg.target,
+        "sublayers": len(per_site),
+        "refit": len(refit),
+        "kept_unrefit": kept,  # held-out error was higher with the refit
+        "fallback": fallback,  # larger ridge or lstsq was needed (or no finite solution: left unchanged)
+        "rel_error_before": mean("held_before") if cfg.holdout else mean("fit_before"),
+        "rel_error_after": mean("held_after") if cfg.holdout else mean("fit_after"),
+        "per_sublayer": {
+            k: {n: (round(v, 6) if isinstance(v, float) else v) for n, v in r.items()} for k, r in per_site.items()
+        },
+        "seconds": round(seconds, 3),
+    }

