@@ -28,7 +28,7 @@ import transformers
 from ...errors import CompressError
 from ...evaluate import tasks as metrics
 from ...evaluate.speech import transcribe_features, wer
-from ...stats import latency_side_by_side, traced_linear_macs
+from ...stats import inputs_for, latency_side_by_side, traced_linear_macs
 from .base import Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
@@ -220,7 +220,7 @@ class SpeechRecognition(Task):
         feats = self.features[:1]
 
         def generate(m):
-            m.generate(input_features=feats, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            m.generate(**inputs_for(m, {"input_features": feats}), max_new_tokens=n, min_new_tokens=n, do_sample=False)
 
         seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
         return {name: s / n for name, s in seconds.items()}
@@ -235,7 +235,7 @@ class SpeechRecognition(Task):
         def transcribe(m):
             for audio in self.audio:
                 feats = fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
-                ids = m.generate(input_features=feats, max_new_tokens=n)
+                ids = m.generate(**inputs_for(m, {"input_features": feats}), max_new_tokens=n)
                 proc.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
         seconds = latency_side_by_side(models, call=transcribe, repeats=max(3, repeats // 2), warmup=1)
