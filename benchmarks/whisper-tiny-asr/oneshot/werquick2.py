@@ -1,3 +1,4 @@
+# ruff: noqa  (kept exactly as run, a quick throw-away check)
 """One-shot WER of pruning settings on a few real clips (no timing): asterisk validation + pocketsphinx."""
 import copy, json, sys, torch, transformers as T, compress
 from compress import assets
