@@ -52,13 +52,14 @@ def _child(folder: str, inputs_file: str) -> None:
     from safetensors.torch import load_file
 
     from . import io
+    from .stats import inputs_for
 
     inputs = load_file(inputs_file)
     _warm_up(folder)
     before = proc_status("VmRSS")
     model = io.load(folder)
     with torch.inference_mode():
-        model(**inputs)
+        model(**inputs_for(model, inputs))
     print(json.dumps({"peak_rss_delta": proc_status("VmHWM") - before}))
 
 

@@ -43,12 +43,22 @@ def weights_size(folder: str | Path) -> int:
 
 
 @torch.inference_mode()
+def inputs_for(model: nn.Module, inputs: dict) -> dict:
+    """Float inputs (audio features, pixels) in the model's float dtype: a bf16 / fp16 model reads half-precision
+    inputs, as any half-precision transformers model does; token ids and masks are left as they are."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None:
+        return inputs
+    return {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
+
+
 def latency_side_by_side(
     models: dict[str, nn.Module], inputs: dict | None = None, repeats: int = 7, warmup: int = 2, call=None
 ) -> dict[str, float]:
     """Median seconds per forward (or per `call(model)`, e.g. a generate) for each model, interleaving the models in
     every round so machine noise hits all of them alike."""
-    call = call or (lambda m: m(**inputs))
+    per_model = {id(m): inputs_for(m, inputs) for m in models.values()} if inputs is not None else {}
+    call = call or (lambda m: m(**per_model[id(m)]))
     times: dict[str, list[float]] = {name: [] for name in models}
     for m in models.values():
         m.eval()

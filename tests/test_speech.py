@@ -150,7 +150,8 @@ def test_tiny_whisper_recipe_end_to_end(fake_speech_cache, tmp_path):
         assert isinstance(r["wer"], float) and r["wer"] >= 0 and isinstance(r["wer@test"], float)
         assert r["macs"] > 0 and isinstance(r["generation"], str)
     assert rows[1]["params"] < rows[0]["params"] and rows[1]["macs"] < rows[0]["macs"]
-    assert all(r["speedup_b1"] > 0 and r["gen_speedup"] > 0 for r in rows)
+    assert all(r["speedup_b1"] > 0 and r["gen_speedup"] > 0 and r["e2e_speedup"] > 0 for r in rows)
+    assert rows[0]["e2e_ms"] == sorted(r["dense_e2e_ms"] for r in rows[1:])[1]  # end to end, beside the dense model
     report = (tmp_path / "out" / "report.md").read_text()
     assert "`espeak-speech/sentences` **SYNTHETIC**" in report and "pocketsphinx-utterances:test" in report
     final = compress.load(tmp_path / "out" / "final")

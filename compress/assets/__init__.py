@@ -25,6 +25,7 @@ _MODULES = {
     "whisper-base": "whisper_base",
     "pocketsphinx-utterances": "pocketsphinx",
     "espeak-speech": "espeak",
+    "asterisk-prompts": "asterisk",
 }
 # model folders (a recipe's `model` / `teacher` may name them)
 MODELS = {"minilm-l6", "smollm2-135m-instruct", "vit-fashion-mnist-scratch", "whisper-tiny-en", "whisper-base"}

@@ -69,13 +69,14 @@ def transcribe(
 
 @torch.inference_mode()
 def transcribe_features(model, processor, features: torch.Tensor, batch_size: int = 8, max_new_tokens=96) -> list:
+    from ..stats import inputs_for
+
     model.eval()
     max_new_tokens = min(max_new_tokens, model.config.max_target_positions - 4)  # room for the prompt tokens
     prompt = generate_kwargs(model, processor)
     out = []
     for i in range(0, len(features), batch_size):
-        ids = model.generate(
-            input_features=features[i : i + batch_size], max_new_tokens=max_new_tokens, do_sample=False, **prompt
-        )
+        x = inputs_for(model, {"input_features": features[i : i + batch_size]})  # a bf16 model reads bf16 features
+        ids = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, **prompt)
         out += processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
     return [t.strip() for t in out]

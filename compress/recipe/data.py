@@ -44,7 +44,7 @@ def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
             )  # fmt: skip
     else:
         rows = _load_dataset(spec, input_key)
-    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits):
+    for name in (spec.train_split, spec.eval_split, *spec.extra_eval_splits, *spec.extra_train_splits):
         if ":" in name and name not in rows:
             source, _, part = name.rpartition(":")
             source, _, subset = source.partition("/")
@@ -54,7 +54,8 @@ def load_rows(spec: DataSpec, input_key: str = "text") -> dict[str, list[dict]]:
                     f"split {name!r} names {source!r}, not a built-in asset",
                     f"use {', '.join(sorted(BUILTIN))}",
                 )
-            rows[name] = split(_builtin(source, subset or None), part)
+            same = source == spec.source and (subset or None) == spec.subset  # the data source's own split
+            rows[name] = split(rows if same else _builtin(source, subset or None), part)
     return rows
 
 

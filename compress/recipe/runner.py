@@ -136,10 +136,10 @@ class RecipeRun:
             run_dir.mkdir(parents=True, exist_ok=True)
             stamp.write_text(self.key(i))
         self.state.wait_for_everyone()
+        rows = split(self.rows, d.train_split, d.train_size)
+        rows = rows + [r for name in d.extra_train_splits for r in split(self.rows, name)]
         with self.state.main_process_first():  # teacher-made examples are made once, then read from the cache
-            examples = self.task.distill_examples(
-                split(self.rows, d.train_split, d.train_size), teacher, stage, run_dir
-            )
+            examples = self.task.distill_examples(rows, teacher, stage, run_dir)
         result = distill(
             self.model,
             teacher,
@@ -157,6 +157,7 @@ class RecipeRun:
             "steps": len(result.curve),
             "processes": self.state.num_processes,
             "run_dir": str(run_dir),
+            **getattr(self.task, "distill_info", {}),
         }
 
     def quantize(self, stage) -> dict:

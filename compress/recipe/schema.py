@@ -72,6 +72,11 @@ class DataSpec(Strict):
     extra_eval_splits: list[str] = Field(
         default_factory=list, description="more splits every model is scored on, reported as `<metric>@<split>`"
     )
+    extra_train_splits: list[str] = Field(
+        default_factory=list,
+        description="more distillation data, added to train_split's rows: `asset:split` or `asset/subset:split` "
+        "names, e.g. espeak-speech/sentences:train (synthetic speech as an addition to real speech)",
+    )
     calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
     eval_size: int = Field(512, gt=0, description="examples evaluated (per split)")
@@ -140,13 +145,16 @@ def _distill_fields() -> dict[str, Any]:
     return out
 
 
-_STAGE_ONLY = ("type", "teacher", "chat_samples", "chat_max_new_tokens")  # DistillStage fields the loop never sees
+# DistillStage fields the loop never sees
+_STAGE_ONLY = ("type", "teacher", "chat_samples", "chat_max_new_tokens", "pseudo_labels", "max_label_wer")
 
 
 class _DistillBase(Strict):
     @model_validator(mode="after")
     def _check(self):
         DistillConfig(**self.config_kwargs())  # the dataclass's own rules (CompressError is a ValueError)
+        if getattr(self, "max_label_wer", None) is not None and not getattr(self, "pseudo_labels", False):
+            raise ValueError("max_label_wer filters pseudo-labels; set pseudo_labels: true or remove it")
         return self
 
     def config_kwargs(self) -> dict:
@@ -168,6 +176,24 @@ DistillStage = create_model(
         ),
     ),
     chat_max_new_tokens=(int, Field(64, gt=0, description="length of the teacher's answers in `chat_samples`")),
+    pseudo_labels=(
+        bool,
+        Field(
+            False,
+            description="speech recognition: train on the teacher's greedy transcripts instead of the reference "
+            "transcripts (Distil-Whisper); computed once, cached in the stage's run folder under a key of the "
+            "teacher and the data",
+        ),
+    ),
+    max_label_wer=(
+        float | None,
+        Field(
+            None,
+            ge=0,
+            description="with pseudo_labels: drop clips whose teacher transcript has a word error rate above this "
+            "against the reference (e.g. 0.1); None keeps every clip",
+        ),
+    ),
     **_distill_fields(),
 )
 DistillStage.__doc__ = "Knowledge distillation from the teacher into the current model (see DistillConfig)."
@@ -300,6 +326,12 @@ class Recipe(Strict):
         given = [f for f in ("language", "speech_task") if getattr(self.data, f) is not None]
         if given and self.task != "speech-recognition":
             raise ValueError(f"data.{given[0]} is for speech-recognition recipes only; remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _pseudo_labels_need_transcripts(self):
+        if self.task != "speech-recognition" and any(getattr(s, "pseudo_labels", False) for s in self.stages):
+            raise ValueError(f"pseudo_labels needs transcripts: task speech-recognition, not {self.task}")
         return self
 
     @field_validator("stages")

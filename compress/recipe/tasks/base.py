@@ -96,6 +96,12 @@ class Task:
         """Generative tasks: seconds per generated token of each model, measured side by side. None otherwise."""
         return None
 
+    @torch.inference_mode()
+    def transcription_latency(self, models: dict, repeats: int) -> dict[str, float] | None:
+        """Speech recognition: end-to-end seconds per utterance of each model, measured side by side. None
+        otherwise."""
+        return None
+
     # -- the finished model ----------------------------------------------------------------------------------------
     def finish(self, folder: Path) -> list[str]:
         """Last touches to the finished model's folder (DIR/final) before its model card is written; returns

@@ -15,6 +15,9 @@ Cost of a seq2seq model is one encoded audio window plus a transcript decoded to
   decoder tokens teacher-forced (encoder + one decoder pass);
 - generation speed (`gen_tokens_per_s`): greedy `generate` of exactly `evaluate.max_new_tokens` tokens for one clip
   (encoder once + that many cached decoder steps), reported as tokens per second, side by side with the dense model;
+- end-to-end transcription (`e2e_ms`, `e2e_speedup`): what a user waits for, batch 1: log-mel features of the raw
+  audio, the encoder, greedy decoding until the end of text (each model stops where it stops) and detokenising, per
+  utterance (mean over the first `TRANSCRIBE_CLIPS` eval clips), side by side with the dense model;
 - MACs: the Linear and convolution layers as they run in the latency forward (counted with hooks: the audio front end
   and encoder per frame, cross-attention keys/values once per window, the decoder and vocabulary projection per
   token) plus the attention products.
@@ -29,11 +32,12 @@ import transformers
 
 from ...errors import CompressError
 from ...evaluate.speech import transcribe_features, wer
-from ...stats import latency_side_by_side, traced_linear_macs
+from ...stats import inputs_for, latency_side_by_side, traced_linear_macs
 from . import whisper_prompt
 from .base import Classifier, Task
 
 LATENCY_TOKENS = 16  # decoder tokens in the latency forward and the MACs count (a short transcript)
+TRANSCRIBE_CLIPS = 3  # eval clips transcribed per end-to-end timing run (mean per utterance)
 
 
 def _check_rate(rows: list[dict], rate: int) -> None:
@@ -172,6 +176,30 @@ class SpeechRecognition(Task):
         feats = self._features(rows)
         return [{"input_features": f, "labels": torch.tensor(self._label_ids(r["text"]))} for f, r in zip(feats, rows)]
 
+    def distill_examples(self, rows, teacher, stage, run_dir):
+        """The reference transcripts as labels, or with `pseudo_labels` the teacher's greedy transcripts (cached in
+        `run_dir`), without the clips whose teacher transcript is further than `max_label_wer` from the reference."""
+        if not stage.pseudo_labels:
+            return self.examples(rows)
+        from ...distill.pseudo import pseudo_labels
+
+        feats, refs = self._features(rows), [r["text"] for r in rows]
+        labels = pseudo_labels(teacher, self.run.processor.tokenizer, feats, refs, run_dir, self.data.max_length)
+        keep = [i for i, p in enumerate(labels) if stage.max_label_wer is None or p["wer"] <= stage.max_label_wer]
+        self.distill_info = {
+            "pseudo_labels": len(labels),
+            "kept": len(keep),
+            "teacher_wer_on_train": wer(refs, [p["text"] for p in labels]),
+        }
+        if not keep:
+            raise CompressError(
+                "max_label_wer",
+                f"the teacher's transcripts of all {len(rows)} clips have a WER above {stage.max_label_wer}",
+                "raise max_label_wer, or check that the data's transcripts match its audio",
+            )
+        ids = [labels[i]["ids"][: self.data.max_length] for i in keep]
+        return [{"input_features": feats[i], "labels": torch.tensor(y)} for i, y in zip(keep, ids)]
+
     def batches(self, rows, batch_size, with_labels=False):
         """Features with labels always: the decoder's inputs come from them (calibration runs the decoder too)."""
         from ...distill.data import collate
@@ -203,6 +231,7 @@ class SpeechRecognition(Task):
         self.stage = stage
         self.references = [r["text"] for r in eval_rows]
         self.features = self._features(eval_rows)
+        self.audio = [r["audio"] for r in eval_rows[:TRANSCRIBE_CLIPS]]
 
     def quality(self, model, dense=False):
         hyps = transcribe_features(model, self.run.processor, self.features, self.eval_batch_size, self.data.max_length)
@@ -218,10 +247,28 @@ class SpeechRecognition(Task):
 
         def generate(m):
             prompt = whisper_prompt.generate_kwargs(m, self.run.processor)
-            m.generate(input_features=feats, max_new_tokens=n, min_new_tokens=n, do_sample=False, **prompt)
+            x = inputs_for(m, {"input_features": feats})
+            m.generate(**x, max_new_tokens=n, min_new_tokens=n, do_sample=False, **prompt)
 
         seconds = latency_side_by_side(models, call=generate, repeats=max(3, repeats // 2), warmup=1)
         return {name: s / n for name, s in seconds.items()}
+
+    @torch.inference_mode()
+    def transcription_latency(self, models, repeats):
+        """End to end, batch 1: raw audio -> log-mel -> encoder -> greedy tokens -> text, per utterance."""
+        proc = self.run.processor
+        fe = proc.feature_extractor
+        n = min(self.data.max_length, next(iter(models.values())).config.max_target_positions - 4)
+
+        def transcribe(m):
+            for audio in self.audio:
+                feats = fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
+                prompt = whisper_prompt.generate_kwargs(m, proc)
+                ids = m.generate(**inputs_for(m, {"input_features": feats}), max_new_tokens=n, **prompt)
+                proc.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+        seconds = latency_side_by_side(models, call=transcribe, repeats=max(3, repeats // 2), warmup=1)
+        return {name: s / len(self.audio) for name, s in seconds.items()}
 
     # -- the finished model ----------------------------------------------------------------------------------------
     def finish(self, folder: Path) -> list[str]:
