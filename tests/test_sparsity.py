@@ -233,3 +233,36 @@ def test_cli_sparsify_and_bad_input(tmp_path):
     assert "sparsegpt" in r.stdout and "MB" in r.stdout
     again = compress.load(out)
     assert again.config.compress["sparsity"]["pattern"] == "2:4"
+
+
+def test_recipe_stage_reports_sparsity_per_layer(tmp_path):
+    from test_recipe import GOOD, _recipe
+
+    from compress.recipe.runner import run_recipe
+
+    root = tmp_path / "assets"
+    model, _ = make("bert")
+    compress.save(model, root / "model", tokenizer=tiny.word_tokenizer())
+    for name, seed in (("train", 0), ("test", 1)):
+        rows = ["text,label"] + [f"{s},{i % 2}" for i, s in enumerate(tiny.sentences(24, seed))]
+        (root / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    stages = [
+        {"prune": {"heads": 0.5, "mlp": 0.5, "round_to": 4}},
+        {"sparsify": {"pattern": "2:4", "criterion": "wanda"}},
+        {"distill": {"steps": 2, "batch_size": 4, "lr": 1e-2, "warmup_steps": 1, "save_every": 0}},
+        {"quantize": {"method": "int8-dynamic"}},
+        {"evaluate": {"repeats": 3, "latency_batch_sizes": [1], "peak_memory": False}},
+    ]
+    out = tmp_path / "run"
+    run_recipe(_recipe(root, tmp_path, stages=stages, data={**GOOD["data"], "eval_size": 8}), out)
+    rows = {r["name"]: r for r in __import__("json").loads((out / "report.json").read_text())["evaluation"]["rows"]}
+    assert rows["dense"]["weight_sparsity"] == 0
+    for name in ("02-sparsify", "03-distill", "04-quantize"):  # zeros survive KD and int8
+        assert rows[name]["weight_sparsity"] > 0.4, name
+    assert rows["02-sparsify"]["macs"] == rows["01-prune"]["macs"]  # dense kernels still multiply the zeros
+    assert rows["02-sparsify"]["size_bytes"] < rows["01-prune"]["size_bytes"]  # (position embeddings dominate)
+    md = (out / "report.md").read_text()
+    assert "## Weight sparsity (02-sparsify: wanda, 2:4" in md and "| bert.encoder.layer.2 |" in md
+    assert "does not lower" in md
+    final = compress.load(out / "final")
+    assert final.config.compress["sparsity"]["pattern"] == "2:4"

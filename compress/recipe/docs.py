@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .schema import DataSpec, DistillStage, EvaluateStage, PruneStage, PushStage, QuantizeStage, Recipe, TrainStage
+from .sparsify_stage import SparsifyStage
 
 
 def _table(model) -> list[str]:
@@ -39,6 +40,7 @@ def render() -> str:
     for title, model in (
         ("train", TrainStage),
         ("prune", PruneStage),
+        ("sparsify", SparsifyStage),
         ("distill", DistillStage),
         ("quantize", QuantizeStage),
         ("evaluate", EvaluateStage),

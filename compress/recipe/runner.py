@@ -36,7 +36,7 @@ from .load import load_recipe
 from .report import write_model_card, write_reports
 from .schema import Recipe
 
-MODEL_STAGES = ("train", "prune", "distill", "quantize")
+MODEL_STAGES = ("train", "prune", "sparsify", "distill", "quantize")
 DISTRIBUTED_STAGES = ("train", "distill")  # run on every process; the others run on the main process only
 
 
@@ -54,6 +54,8 @@ class RecipeRun:
         self.model = io.load(self.model_path)
         self.rows = load_rows(recipe.data, self.task.input_key)
         self.results: list[dict] = []
+        # how a sparsified model is saved by its stage and the later ones
+        self.sparse_storage = next((s.storage for s in recipe.stages if s.type == "sparsify"), "bitmask")
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def key(self, upto: int) -> str:
@@ -102,6 +104,11 @@ class RecipeRun:
         layers = kw.pop("layers")
         plan = prune(self.model, layers=int(layers) if layers >= 1 else layers, calibration=self.calibration(), **kw)
         return plan.summary
+
+    def sparsify(self, stage) -> dict:
+        from ..sparsity import sparsify
+
+        return sparsify(self.model, calibration=self.calibration(), **stage.options())
 
     def distill(self, stage, i: int) -> dict:
         from ..distill import DistillConfig, distill
@@ -201,7 +208,8 @@ class RecipeRun:
             if self.main:
                 with io.atomic_dir(sdir, overwrite=True) as tmp:
                     if stage.type in MODEL_STAGES:
-                        io.save(self.model, tmp / "model", tokenizer=self.processor)
+                        io.save(self.model, tmp / "model", tokenizer=self.processor,
+                                sparse_storage=self.sparse_storage)  # fmt: skip
                     (tmp / "stage.json").write_text(json.dumps(record, indent=2, default=str))
             self.state.wait_for_everyone()
             if not self.main:  # the main process's result, as written

@@ -6,6 +6,7 @@
     data: {source: rotten-tomatoes}
     stages:
       - prune: {heads: 0.5, mlp: 0.5, criterion: activation}
+      - sparsify: {sparsity: 0.5, pattern: unstructured, criterion: sparsegpt}   # optional: weight sparsity
       - distill: {steps: 200, embedding_weight: 1.0, logits_weight: 0.0}
       - quantize: {method: int8-dynamic}
       - evaluate: {}
@@ -26,6 +27,7 @@ from ..assets import DATA
 from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
+from .sparsify_stage import SparsifyStage
 
 TASKS = (
     "text-classification",
@@ -207,9 +209,10 @@ class PushStage(Strict):
 
 
 Stage = Annotated[
-    TrainStage | PruneStage | DistillStage | QuantizeStage | EvaluateStage | PushStage, Field(discriminator="type")
+    TrainStage | PruneStage | SparsifyStage | DistillStage | QuantizeStage | EvaluateStage | PushStage,
+    Field(discriminator="type"),
 ]
-STAGE_TYPES = ("train", "prune", "distill", "quantize", "evaluate", "push")
+STAGE_TYPES = ("train", "prune", "sparsify", "distill", "quantize", "evaluate", "push")
 
 
 class Recipe(Strict):

@@ -63,7 +63,7 @@ def unpack(values: torch.Tensor, bitmask: torch.Tensor, shape: list[int]) -> tor
 
 
 def worth_packing(t: torch.Tensor) -> bool:
-    if t.dim() < 2 or t.numel() < 1024 or t.dtype == torch.bool:
+    if t.dim() < 2 or t.numel() < 256 or t.dtype == torch.bool:
         return False
     zeros = 1 - float(_nonzero_bits(t).float().mean())
     return zeros >= MIN_ZEROS and (1 - zeros) * t.element_size() + 1 / 8 < t.element_size()
