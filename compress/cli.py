@@ -261,11 +261,11 @@ def quantize(
 def sparsify(
     model: Annotated[str, typer.Argument(help="model folder, asset name (minilm-l6) or hub id")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the sparse model to")],
-    sparsity: Annotated[float | None, typer.Option(help="fraction of weights zeroed per layer, in [0, 1) [0.5]")] = None,
+    sparsity: Annotated[float | None, typer.Option(help="fraction of weights zeroed per layer, [0, 1) [0.5]")] = None,
     pattern: Annotated[str, typer.Option(help="unstructured | 2:4 | 4:8 (N:M keeps N of every M inputs)")] = (
         "unstructured"
     ),
-    criterion: Annotated[str | None, typer.Option(help="magnitude | wanda | sparsegpt [sparsegpt with --calibration]")] = None,
+    criterion: Annotated[str | None, typer.Option(help="magnitude | wanda | sparsegpt [with --calibration]")] = None,
     calibration: Annotated[Path | None, typer.Option(help="text file (.txt/.csv/.json/.jsonl/.parquet)")] = None,
     samples: Annotated[int, typer.Option(help="calibration texts to use")] = 64,
     seq_len: Annotated[int, typer.Option(help="max tokens per calibration text")] = 256,

@@ -67,7 +67,9 @@ def save(
     from .sparsity.storage import compact_folder
 
     if sparse_storage not in STORAGES:
-        raise CompressError("sparse_storage", f"unknown storage {sparse_storage!r}", f"use one of {', '.join(STORAGES)}")
+        raise CompressError(
+            "sparse_storage", f"unknown storage {sparse_storage!r}", f"use one of {', '.join(STORAGES)}"
+        )
     record = get_record(model.config)
     sparse = (record or {}).get("sparsity")
     if sparse:

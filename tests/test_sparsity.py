@@ -84,7 +84,7 @@ def _layer_problem(seed=0, rows=32, cols=128, tokens=600):
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_sparsegpt_reconstructs_outputs_better(pattern):
-    """On the inputs it saw, SparseGPT's output error ||X W^T - X W'^T|| is below Wanda's, which is below magnitude's."""
+    """On the inputs it saw, SparseGPT's output error ||X (W - W')^T|| is below Wanda's, which is below magnitude's."""
     rule = parse_pattern(pattern)
     errors = {}
     for seed in range(3):

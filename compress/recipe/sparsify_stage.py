@@ -36,7 +36,9 @@ class SparsifyStage(BaseModel):
     skip: list[str] = Field(default_factory=list, description="module names / fnmatch patterns kept dense")
     skip_edge_layers: bool = Field(False, description="also keep the first and last block of every stack dense")
     block_size: int = Field(128, gt=0, description="sparsegpt: columns updated together (a multiple of M for N:M)")
-    dampening: float = Field(0.01, gt=0, lt=1, description="sparsegpt: Hessian damping, a fraction of its mean diagonal")
+    dampening: float = Field(
+        0.01, gt=0, lt=1, description="sparsegpt: Hessian damping, a fraction of its mean diagonal"
+    )
     storage: str = Field(
         "bitmask",
         description=f"{', '.join(STORAGES)}: non-zeros + bitmask (compact, compress.load) or plain tensors (any "

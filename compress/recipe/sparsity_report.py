@@ -25,9 +25,12 @@ def linear_sparsity(model: nn.Module) -> float:
     zeros = total = 0
     for m in model.modules():
         w = getattr(m, "weight", None)
-        if isinstance(w, torch.Tensor) and w.dim() == 2 and not isinstance(m, nn.Embedding) and "Norm" not in type(
-            m
-        ).__name__:
+        if (
+            isinstance(w, torch.Tensor)
+            and w.dim() == 2
+            and not isinstance(m, nn.Embedding)
+            and "Norm" not in type(m).__name__
+        ):
             zeros, total = zeros + int((w == 0).sum()), total + w.numel()
     return zeros / max(total, 1)
 

@@ -40,7 +40,9 @@ def check_widths(model: nn.Module, names: list[str], config: SparsityConfig) -> 
         return
     bad = [(n, in_features(model.get_submodule(n))) for n in names if in_features(model.get_submodule(n)) % rule.m]
     if bad:
-        shown = ", ".join(f"{n} ({w} inputs)" for n, w in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        shown = ", ".join(f"{n} ({w} inputs)" for n, w in bad[:3]) + (
+            f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        )
         raise CompressError(
             "pattern",
             f"{config.pattern} needs input widths that are multiples of {rule.m}: {shown}",

@@ -79,7 +79,9 @@ class SparsityConfig(Targets):
         elif self.sparsity is None:
             self.sparsity = 0.5
         if not 0 <= self.sparsity < 1:
-            raise CompressError("sparsity", f"{self.sparsity} is outside [0, 1)", "give the fraction of weights to zero")
+            raise CompressError(
+                "sparsity", f"{self.sparsity} is outside [0, 1)", "give the fraction of weights to zero"
+            )
         self.sparsity = float(self.sparsity)
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise CompressError("block_size", f"expected a positive integer, got {self.block_size!r}", "e.g. 128")

@@ -16,9 +16,7 @@ def zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if not entry:
         return []
     modules = dict(model.named_modules())
-    return [
-        (modules[name].weight, modules[name].weight.detach() == 0) for name in entry["layers"] if name in modules
-    ]
+    return [(modules[name].weight, modules[name].weight.detach() == 0) for name in entry["layers"] if name in modules]
 
 
 def keep_zeros(model: nn.Module, optimizer: torch.optim.Optimizer):
