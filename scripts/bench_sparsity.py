@@ -214,7 +214,6 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results["settings"] = {k: str(v) for k, v in vars(args).items()}
     results["machine"] = {"cpu": _cpu(), "threads": args.threads, "torch": torch.__version__,
                           "transformers": transformers.__version__}  # fmt: skip
     benches = {"smollm2": SmolLM2, "minilm": MiniLM}
@@ -223,7 +222,8 @@ def main() -> None:
         dense = bench.load()
         batches = calibration_batches(bench)
         names = select_linears(dense, SparsityConfig())[0]
-        entry = {"model": bench.name, "calibration_sequences": len(bench.calibration),
+        settings = {k: str(v) for k, v in vars(args).items()}
+        entry = {"model": bench.name, "settings": settings, "calibration_sequences": len(bench.calibration),
                  "calibration_tokens": sum(len(x) for x in bench.calibration), "eval_texts": bench.eval_texts,
                  "dense": {**bench.quality(dense), **sizes(dense)}, "runs": []}  # fmt: skip
         results[key] = entry

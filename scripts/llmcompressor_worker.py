@@ -48,6 +48,7 @@ def main() -> None:
     t0 = time.perf_counter()
     oneshot(
         model=model,
+        processor=transformers.AutoTokenizer.from_pretrained(job["model"]),  # required with a dataset; unused
         dataset=data,
         recipe=recipe,
         num_calibration_samples=len(ids),
