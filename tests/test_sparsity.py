@@ -266,3 +266,21 @@ def test_recipe_stage_reports_sparsity_per_layer(tmp_path):
     assert "does not lower" in md
     final = compress.load(out / "final")
     assert final.config.compress["sparsity"]["pattern"] == "2:4"
+
+
+def test_block_groups_are_fitted_in_order():
+    """Within a block, layers sharing an input are one group, in the order the block runs them; each group is
+    calibrated on what the already-sparsified groups before it produce."""
+    from compress.sparsity.calibrate import _hidden, _input_groups, _record_stack_calls
+
+    model, kind = make("llama")
+    layer = model.model.layers[0]
+    calls = _record_stack_calls(model, model.model.layers, [inputs(kind)])
+    targets = {n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+    groups = _input_groups(targets, layer, [(calls[0][0], _hidden(*calls[0][0]), inputs(kind))])
+    assert [sorted(g) for g in groups] == [
+        ["self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"],
+        ["self_attn.o_proj"],
+        ["mlp.gate_proj", "mlp.up_proj"],
+        ["mlp.down_proj"],
+    ]
