@@ -239,6 +239,7 @@ def main() -> None:
                 entry["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 path.write_text(json.dumps(results, indent=2))
+                (args.out / "README.md").write_text(render(results))
             if args.no_peer:
                 continue
             for modifier in ("sparsegpt", "wanda"):
@@ -246,6 +247,7 @@ def main() -> None:
                 entry["runs"].append(row)
                 print(json.dumps(row)[:2000], flush=True)
                 path.write_text(json.dumps(results, indent=2))
+                (args.out / "README.md").write_text(render(results))
     path.write_text(json.dumps(results, indent=2))
     (args.out / "README.md").write_text(render(results))
 
