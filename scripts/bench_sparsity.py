@@ -200,7 +200,7 @@ def run_peer(bench, dense, pattern, modifier, names, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2,minilm")
-    ap.add_argument("--criteria", default="magnitude,wanda,sparsegpt")
+    ap.add_argument("--criteria", default="sparsegpt,wanda,magnitude")
     ap.add_argument("--patterns", default="unstructured,2:4")
     ap.add_argument("--calibration", type=int, default=32, help="calibration sequences (texts)")
     ap.add_argument("--seq-len", type=int, default=256, help="max tokens per calibration sequence")
@@ -234,20 +234,17 @@ def main() -> None:
         results[key] = entry
         print(bench.name, "dense", entry["dense"], flush=True)
         for pattern in args.patterns.split(","):
-            for criterion in args.criteria.split(","):
-                row = run_compress(bench, dense, pattern, criterion, batches)
-                entry["runs"].append(row)
-                print(json.dumps(row), flush=True)
-                path.write_text(json.dumps(results, indent=2))
-                (args.out / "README.md").write_text(render(results))
-            if args.no_peer:
-                continue
-            for modifier in ("sparsegpt", "wanda"):
-                row = run_peer(bench, dense, pattern, modifier, names, args)
-                entry["runs"].append(row)
-                print(json.dumps(row)[:2000], flush=True)
-                path.write_text(json.dumps(results, indent=2))
-                (args.out / "README.md").write_text(render(results))
+            for criterion in args.criteria.split(","):  # each criterion beside llm-compressor's modifier for it
+                kinds = ["compress"] + (["peer"] if criterion in ("sparsegpt", "wanda") and not args.no_peer else [])
+                for kind in kinds:
+                    if kind == "compress":
+                        row = run_compress(bench, dense, pattern, criterion, batches)
+                    else:
+                        row = run_peer(bench, dense, pattern, criterion, names, args)
+                    entry["runs"].append(row)
+                    print(json.dumps(row)[:2000], flush=True)
+                    path.write_text(json.dumps(results, indent=2))  # partial results survive an interruption
+                    (args.out / "README.md").write_text(render(results))
     path.write_text(json.dumps(results, indent=2))
     (args.out / "README.md").write_text(render(results))
 
