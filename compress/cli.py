@@ -136,10 +136,13 @@ def inspect(
                 str(mlp),
             )
     console.print(table)
-    record = getattr(net.config, "compress", None)
+    record = getattr(net.config, "compress", None) or {}
+    sparse = record.get("sparsity")
     console.print(
         f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
-        f"pruned: {'yes' if record else 'no'}"
+        f"pruned: {'yes' if any(record.get(k) for k in ('layers', 'heads', 'neurons')) else 'no'}"
+        + (f"   weight sparsity: {sparse['pattern']} ({sparse['criterion']}) in {len(sparse['layers'])} layers"
+           if sparse else "")  # fmt: skip
     )
 
 
