@@ -6,6 +6,7 @@ compress.save(model, "out/pruned")
 report = compress.reconstruct(pruned, dense, batches)  # refit after any pruning (prune does it by default)
 model = compress.load("out/pruned")
 model = compress.quantize(model, method="int8-dynamic")
+compress.sparsify(model, sparsity=0.5, pattern="2:4", criterion="sparsegpt", calibration=batches)
 compress.export(model, "out/onnx", format="onnx", int8=True)   # encoders -> ONNX Runtime, verified
 """
 
@@ -17,6 +18,7 @@ from .pruning.api import prune
 from .pruning.plan import PruningPlan
 from .pruning.reconstruct import reconstruct
 from .quantize import quantize
+from .sparsity import sparsify
 from .version import __version__
 
 __all__ = [
@@ -30,5 +32,6 @@ __all__ = [
     "quantize",
     "reconstruct",
     "save",
+    "sparsify",
     "__version__",
 ]

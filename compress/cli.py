@@ -187,10 +187,13 @@ def inspect(
                 str(mlp),
             )
     console.print(table)
-    record = getattr(net.config, "compress", None)
+    record = getattr(net.config, "compress", None) or {}
+    sparse = record.get("sparsity")
     console.print(
         f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
-        f"pruned: {'yes' if record else 'no'}"
+        f"pruned: {'yes' if any(record.get(k) for k in ('layers', 'heads', 'neurons')) else 'no'}"
+        + (f"   weight sparsity: {sparse['pattern']} ({sparse['criterion']}) in {len(sparse['layers'])} layers"
+           if sparse else "")  # fmt: skip
     )
     for entry in (record or {}).get("history", []):
         if "layout" in entry:  # one line per prune call: how the widths above were chosen
@@ -334,6 +337,32 @@ def export_(
     console.print(
         export_command(model, output, format, int8, tolerance, calibration, samples, seq_len, overwrite, load_model)
     )
+
+
+@app.command()
+def sparsify(
+    model: Annotated[str, typer.Argument(help="model folder, asset name (minilm-l6) or hub id")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write the sparse model to")],
+    sparsity: Annotated[float | None, typer.Option(help="fraction of weights zeroed per layer, [0, 1) [0.5]")] = None,
+    pattern: Annotated[str, typer.Option(help="unstructured | 2:4 | 4:8 (N:M keeps N of every M inputs)")] = (
+        "unstructured"
+    ),
+    criterion: Annotated[str | None, typer.Option(help="magnitude | wanda | sparsegpt [with --calibration]")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="text file (.txt/.csv/.json/.jsonl/.parquet)")] = None,
+    samples: Annotated[int, typer.Option(help="calibration texts to use")] = 64,
+    seq_len: Annotated[int, typer.Option(help="max tokens per calibration text")] = 256,
+    skip: Annotated[list[str] | None, typer.Option(help="module name or pattern to keep dense")] = None,
+    storage: Annotated[str, typer.Option(help="bitmask (compact, compress.load) | dense (plain transformers)")] = (
+        "bitmask"
+    ),
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+):
+    """Zero individual weights (unstructured or N:M) by magnitude, Wanda or SparseGPT and save the sparse model."""
+    from .sparsity.command import sparsify_command
+
+    sparsify_command(console, load_model, model, output, sparsity=sparsity, pattern=pattern, criterion=criterion,
+                     calibration=calibration, samples=samples, seq_len=seq_len, skip=tuple(skip or ()),
+                     storage=storage, overwrite=overwrite)  # fmt: skip
 
 
 def _run(recipe: str, output: Path | None, overrides: list[str], resume: bool, overwrite: bool) -> None:

@@ -61,14 +61,30 @@ def _plain_shapes_match(model: nn.Module) -> bool:
     return ours == {k: v.shape for k, v in ref.state_dict().items()}
 
 
-def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, overwrite: bool = False) -> Path:
+def save(
+    model: nn.Module, path: str | os.PathLike, tokenizer=None, overwrite: bool = False, sparse_storage: str = "bitmask"
+) -> Path:
     """Write model (+ tokenizer/processor) to `path` as safetensors; `config.json` carries the pruning record and
-    says whether plain `from_pretrained` can load it (`compress.plain_loadable`)."""
+    says whether plain `from_pretrained` can load it (`compress.plain_loadable`). A sparsified model's weights are
+    stored as non-zeros + bitmask (`sparse_storage="bitmask"`) or as plain tensors (`"dense"`, plain-loadable)."""
+    from .sparsity.config import STORAGES
+    from .sparsity.storage import compact_folder
+
+    if sparse_storage not in STORAGES:
+        raise CompressError(
+            "sparse_storage", f"unknown storage {sparse_storage!r}", f"use one of {', '.join(STORAGES)}"
+        )
     record = get_record(model.config)
+    sparse = (record or {}).get("sparsity")
+    if sparse:
+        sparse["storage"] = sparse_storage
+    compact = bool(sparse) and sparse_storage == "bitmask"
     if record is not None:
-        record["plain_loadable"] = _plain_shapes_match(model)
+        record["plain_loadable"] = _plain_shapes_match(model) and not compact
     with atomic_dir(path, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
+        if compact:
+            compact_folder(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(path)
@@ -84,7 +100,11 @@ def load(path: str | os.PathLike, **kwargs) -> nn.Module:
     kwargs.setdefault("trust_remote_code", False)
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
     cls = plan_aware(model_class(config, path))
-    model, info = cls.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
+    from .sparsity.storage import expanded
+
+    with expanded(path) as weights:  # packed sparse tensors -> a temporary plain checkpoint
+        model, info = cls.from_pretrained(weights, config=config, output_loading_info=True, **kwargs)
+    model.config._name_or_path = str(path)  # not the temporary copy's
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):
         raise CompressError(

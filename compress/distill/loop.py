@@ -26,6 +26,7 @@ from ..progress import track
 from ..pruning.api import prune
 from ..pruning.plan import apply_plan, plan_to_match
 from ..pruning.record import get_record, layer_origins
+from ..sparsity.masks import keep_zeros
 from ..stats import count_params
 from . import losses
 from .config import DistillConfig
@@ -112,6 +113,7 @@ class _Distiller:
             lr=self.cfg.lr,
         )
         self.student, self.optimizer = self.acc.prepare(student, opt)
+        keep_zeros(student, opt)  # a sparsified student's zeros are re-applied after every optimizer step
 
     def unwrapped(self) -> nn.Module:
         return self.acc.unwrap_model(self.student)

@@ -40,8 +40,8 @@ def greedy_ids(
     teacher, features: torch.Tensor, max_new_tokens: int, batch_size: int = 8, tokenizer=None
 ) -> list[list[int]]:
     """The teacher's greedy transcript of each clip as token ids: the text only (Whisper's `generate` may or may not
-    return its prompt and end-of-text token; both are stripped), at most `max_new_tokens`. A multilingual teacher decodes in the tokenizer's
-    language and task."""
+    return its prompt and end-of-text token; both are stripped), at most `max_new_tokens`. A multilingual teacher
+    decodes in the tokenizer's language and task."""
     from ..evaluate.speech import generate_kwargs
 
     teacher.eval()

@@ -13,6 +13,7 @@ from .schema import (
     Recipe,
     TrainStage,
 )
+from .sparsify_stage import SparsifyStage
 
 
 def _table(model) -> list[str]:
@@ -49,6 +50,7 @@ def render() -> str:
     for title, model in (
         ("train", TrainStage),
         ("prune", PruneStage),
+        ("sparsify", SparsifyStage),
         ("distill", DistillStage),
         ("quantize", QuantizeStage),
         ("export", ExportStage),

@@ -21,6 +21,7 @@ from ..export.runtime import is_exported, load_exported
 from ..stats import count_params, latency_side_by_side, weights_size
 from .data import split
 from .export_stage import exported_stats
+from .sparsity_report import linear_sparsity
 
 
 def _macs(task, model) -> int | None:
@@ -106,6 +107,9 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         }
     for bs in stage.latency_batch_sizes:
         dense_row[f"latency_b{bs}_ms"], dense_row[f"speedup_b{bs}"] = None, 1.0
+    sparse = any(s.type == "sparsify" for s in run.recipe.stages)
+    if sparse:
+        dense_row["weight_sparsity"] = linear_sparsity(dense)
     rows = [dense_row]
     for name, path in track(list(candidates.items()), description="evaluating"):
         if is_exported(path):  # an exported graph, run in ONNX Runtime
@@ -125,6 +129,8 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
                 "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,
                 **quality(model),
             }
+            if sparse:  # MACs stay the dense count: dense kernels multiply the zeros too (see the report's note)
+                row["weight_sparsity"] = linear_sparsity(model)
         for bs, x in shapes.items():
             with torch.inference_mode():
                 lat = latency_side_by_side({"dense": dense, name: model}, x, repeats=stage.repeats)

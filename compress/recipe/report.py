@@ -9,6 +9,7 @@ import yaml
 
 from ..version import __version__
 from .load import yaml_form
+from .sparsity_report import sparsity_lines
 
 
 def _evaluation(run) -> dict | None:
@@ -91,6 +92,8 @@ def write_reports(run) -> None:
         if gens:
             md += ["", "## Generation sample", ""] + [f"- **{n}**: {g!r}" for n, g in gens]
         md += _answers(run, evaluation)
+    md += sparsity_lines(run.results)
+    if evaluation:
         _pareto(evaluation, out / "pareto.png")
         md += ["", "![quality vs speed-up](pareto.png)"]
     (out / "report.md").write_text("\n".join(md) + "\n")
@@ -156,9 +159,9 @@ def write_model_card(folder: Path, run, extra: list[str] = ()) -> None:
         "library_name": "transformers",
         "tags": ["compress"]
         + [
-            {"prune": "pruned", "distill": "distilled", "quantize": "quantized"}[s.type]
+            {"prune": "pruned", "sparsify": "sparse", "distill": "distilled", "quantize": "quantized"}[s.type]
             for s in recipe.stages
-            if s.type in ("prune", "distill", "quantize")
+            if s.type in ("prune", "sparsify", "distill", "quantize")
         ],
         "pipeline_tag": _pipeline(recipe.task),
     }

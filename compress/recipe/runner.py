@@ -41,7 +41,7 @@ from .report import write_model_card, write_reports
 from .runlog import RunLog
 from .schema import Recipe
 
-MODEL_STAGES = ("train", "prune", "distill", "quantize")
+MODEL_STAGES = ("train", "prune", "sparsify", "distill", "quantize")
 DISTRIBUTED_STAGES = ("train", "distill")  # run on every process; the others run on the main process only
 
 
@@ -61,6 +61,8 @@ class RecipeRun:
         self.classes = classes_of(self.rows, self.model_path, train and train.num_labels)  # names of label ids
         self.model = self.task.load_model(self.model_path, say=self.console.print)  # + a task head if it has none
         self.results: list[dict] = []
+        # how a sparsified model is saved by its stage and the later ones
+        self.sparse_storage = next((s.storage for s in recipe.stages if s.type == "sparsify"), "bitmask")
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def key(self, upto: int) -> str:
@@ -110,6 +112,11 @@ class RecipeRun:
         layers = kw.pop("layers")
         plan = prune(self.model, layers=int(layers) if layers >= 1 else layers, calibration=self.calibration(), **kw)
         return plan.summary
+
+    def sparsify(self, stage) -> dict:
+        from ..sparsity import sparsify
+
+        return sparsify(self.model, calibration=self.calibration(), **stage.options())
 
     def distill(self, stage, i: int) -> dict:
         from ..distill import DistillConfig, distill
@@ -225,7 +232,7 @@ class RecipeRun:
             if self.main:
                 with io.atomic_dir(sdir, overwrite=True) as tmp:
                     if stage.type in MODEL_STAGES:
-                        io.save(self.model, tmp / "model", tokenizer=self.processor)
+                        io.save(self.model, tmp / "model", tokenizer=self.processor, sparse_storage=self.sparse_storage)
                     work = self.work_dir(i)
                     for item in sorted(work.iterdir()) if work.exists() else []:
                         item.rename(tmp / item.name)

@@ -6,6 +6,7 @@
     data: {source: rotten-tomatoes}
     stages:
       - prune: {heads: 0.5, mlp: 0.5, criterion: activation}
+      - sparsify: {sparsity: 0.5, pattern: unstructured, criterion: sparsegpt}   # optional: weight sparsity
       - distill: {steps: 200, embedding_weight: 1.0, logits_weight: 0.0}
       - quantize: {method: int8-dynamic}
       - export: {format: onnx, int8: true}   # also runs in ONNX Runtime (compress/recipe/export_stage.py)
@@ -28,6 +29,7 @@ from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
 from .export_stage import ExportStage
+from .sparsify_stage import SparsifyStage
 
 TASKS = (
     "text-classification",
@@ -278,10 +280,10 @@ class PushStage(Strict):
 
 
 Stage = Annotated[
-    TrainStage | PruneStage | DistillStage | QuantizeStage | ExportStage | EvaluateStage | PushStage,
+    TrainStage | PruneStage | SparsifyStage | DistillStage | QuantizeStage | ExportStage | EvaluateStage | PushStage,
     Field(discriminator="type"),
 ]
-STAGE_TYPES = ("train", "prune", "distill", "quantize", "export", "evaluate", "push")
+STAGE_TYPES = ("train", "prune", "sparsify", "distill", "quantize", "export", "evaluate", "push")
 
 
 class Recipe(Strict):

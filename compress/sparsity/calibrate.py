@@ -1,0 +1,203 @@
+"""Layer-by-layer calibration: each transformer block sees the inputs the already-sparsified blocks before it produce.
+
+For every layer stack (encoder, decoder...), one forward of the model records what each block of the stack is called
+with (the first block's hidden states, and every block's other arguments: masks, position embeddings, encoder
+states), stopping at the stack's last block. Then, block by block, group by group of Linear layers sharing an input
+(q/k/v, o, up/gate, down, in the order the block runs them): run the block on its inputs with hooks that sum the
+group's input statistics (`InputStats`) and let the caller sparsify the group, so each group is fitted to the
+inputs the already-sparsified groups before it produce; finally run the block again to produce the next block's
+inputs. Padded tokens (attention mask 0) are left out of the statistics. Layers outside the blocks (heads, when
+`skip_head=False`) are calibrated last, with one forward of the whole sparsified model.
+Cost: about six forwards of the model over the calibration batches (a Llama or BERT block runs 1 + 4 + 1 times).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ..models import get_adapter
+from ..progress import track
+from .criteria import InputStats
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward once the inputs it needed are recorded."""
+
+
+def _model_inputs(model: nn.Module, batch: dict) -> dict:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if getattr(model.config, "use_cache", None) is not None:
+        inputs["use_cache"] = False  # a cache object would be shared by the recorded calls and grow
+    return inputs
+
+
+def _hidden(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _with_hidden(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
+    if args:
+        return (hidden, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": hidden}
+
+
+def _output_hidden(out) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class StatsHooks:
+    """Forward hooks summing each named Linear / Conv1D layer's input statistics; inputs shared by several layers
+    (q/k/v, gate/up) are reduced once per call."""
+
+    def __init__(self, modules: dict[str, nn.Module], needs: str):
+        self.needs, self.stats = needs, {name: InputStats() for name in modules}
+        self.token_mask: torch.Tensor | None = None  # (batch, seq) of the current call, 1 = real token
+        self._seen: dict[tuple, tuple] = {}
+        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in modules.items()]
+
+    def new_call(self, token_mask: torch.Tensor | None) -> None:
+        self.token_mask, self._seen = token_mask, {}
+
+    def _reduce(self, x: torch.Tensor) -> tuple:
+        if self.token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(self.token_mask.shape):
+            x = x[self.token_mask.bool()]  # (real tokens, in)
+        x = x.reshape(-1, x.shape[-1]).float()  # (tokens, in)
+        if self.needs == "hessian":
+            return x.shape[0], (x.T @ x).double()
+        return x.shape[0], x.double().pow(2).sum(0)
+
+    def _hook(self, name: str):
+        def hook(module, args, out):
+            x = args[0].detach()
+            key = (x.data_ptr(), tuple(x.shape))
+            if key not in self._seen:  # the tensor is kept with its result: its memory cannot be reused meanwhile
+                self._seen[key] = (x, *self._reduce(x))
+            _, tokens, value = self._seen[key]
+            s = self.stats[name]
+            s.tokens += tokens
+            field = "hessian" if self.needs == "hessian" else "sq_norms"
+            setattr(s, field, value.clone() if getattr(s, field) is None else getattr(s, field) + value)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _record_stack_calls(model: nn.Module, layers: nn.ModuleList, batches: list[dict]) -> list[list[tuple]]:
+    """[batch][layer] -> (args, kwargs) of that block's call; hidden states kept for block 0 only."""
+    calls: list[list[tuple]] = []
+    current: list[tuple] = []
+
+    def pre_hook(index: int):
+        def hook(module, args, kwargs):
+            if index:
+                args, kwargs = _with_hidden(args, kwargs, None)  # only block 0's hidden states are needed
+            current.append((args, kwargs))
+            if index == len(layers) - 1:
+                raise _Stop
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        for batch in batches:
+            current = []
+            try:
+                model(**_model_inputs(model, batch))
+            except _Stop:
+                pass
+            calls.append(current)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def _run_block(layer: nn.Module, block_calls: list[tuple], hooks: StatsHooks | None = None) -> None:
+    """Run one block on every recorded call: (its (args, kwargs), the hidden states it gets, the batch)."""
+    for call, hidden, batch in block_calls:
+        if hooks is not None:
+            hooks.new_call(batch.get("attention_mask"))  # used where its (batch, seq) shape fits
+        args, kwargs = _with_hidden(*call, hidden)
+        layer(*args, **kwargs)
+
+
+def _input_groups(modules: dict[str, nn.Module], layer: nn.Module, block_calls: list) -> list[dict[str, nn.Module]]:
+    """The block's target layers grouped by shared input, in the order the block runs them (one call records it)."""
+    if not modules:
+        return []
+    order: dict[tuple, list[str]] = {}
+    alive = []  # inputs seen, kept so that no later input reuses their memory (and their data_ptr)
+
+    def hook(name):
+        def record(module, args, out):
+            x = args[0]
+            alive.append(x)
+            key = (x.data_ptr(), tuple(x.shape))
+            if not any(name in names for names in order.values()):
+                order.setdefault(key, []).append(name)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    try:
+        _run_block(layer, block_calls)
+    finally:
+        for h in handles:
+            h.remove()
+    groups = [{n: modules[n] for n in names} for names in order.values()]
+    missed = {n: m for n, m in modules.items() if not any(n in g for g in groups)}  # never called: sparsify last
+    return groups + ([missed] if missed else [])
+
+
+@torch.no_grad()
+def sequential(
+    model: nn.Module,
+    batches: list[dict],
+    targets: dict[str, nn.Module],
+    needs: str,
+    sparsify_group: Callable[[dict[str, InputStats]], None],
+) -> None:
+    """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per block
+    (and once for the layers outside the blocks) with the statistics of the targets in it, which it sparsifies."""
+    adapter = get_adapter(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    remaining = dict(targets)
+    for stack, layers in adapter.stacks(model).items():
+        calls = _record_stack_calls(model, layers, batches)
+        hidden = [_hidden(*c[0]) for c in calls]  # per batch: block 0's input
+        for i, layer in enumerate(track(layers, description=f"sparsifying {stack}")):
+            prefix = names[id(layer)] + "."
+            in_block = {n: m for n, m in remaining.items() if n.startswith(prefix)}
+            block_calls = [(calls[b][i], hidden[b], batch) for b, batch in enumerate(batches)]
+            for group in _input_groups(in_block, layer, block_calls[:1]):  # q/k/v, o, up/gate, down
+                hooks = StatsHooks(group, needs)
+                try:
+                    _run_block(layer, block_calls, hooks)  # fitted to what the groups sparsified before produce
+                finally:
+                    hooks.remove()
+                sparsify_group(hooks.stats)
+                for n in group:
+                    remaining.pop(n)
+            for b in range(len(batches)):  # the next block's inputs, from this (now sparse) block
+                args, kwargs = _with_hidden(*calls[b][i], hidden[b])
+                hidden[b] = _output_hidden(layer(*args, **kwargs))
+    if remaining:  # outside the blocks: one forward of the whole sparsified model
+        hooks = StatsHooks(remaining, needs)
+        try:
+            for batch in batches:
+                hooks.new_call(batch.get("attention_mask"))
+                model(**_model_inputs(model, batch))
+        finally:
+            hooks.remove()
+        sparsify_group(hooks.stats)
+
+
+def is_target(module: nn.Module) -> bool:
+    return type(module) in (nn.Linear, Conv1D)

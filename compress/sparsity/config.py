@@ -1,0 +1,97 @@
+"""What `sparsify` does, as one validated config: how many weights to zero, in which pattern, chosen by which criterion.
+
+    SparsityConfig(sparsity=0.5, pattern="unstructured", criterion="sparsegpt")   # any half of each layer
+    SparsityConfig(pattern="2:4", criterion="wanda")                              # 2 of every 4 inputs kept
+
+`pattern` "unstructured" zeroes the fraction `sparsity` of every layer's weights; "N:M" keeps N weights in every group
+of M consecutive inputs of an output row (2:4 is what GPU sparse tensor cores run), so its sparsity is 1 - N/M.
+The skip rules (`skip`, `skip_head`, `skip_edge_layers`) are the quantization ones (`compress/quantize/targets.py`):
+by default the Linear / Conv1D layers inside the transformer blocks are sparsified and heads stay dense.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import CompressError
+from ..quantize.targets import Targets
+
+PATTERNS = ("unstructured", "2:4", "4:8")  # shown in errors and help; any N:M with 0 < N < M <= 64 is accepted
+STORAGES = ("bitmask", "dense")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Unstructured (n = m = 0) or N:M: keep n weights in every group of m consecutive inputs."""
+
+    n: int = 0
+    m: int = 0
+
+    @property
+    def structured(self) -> bool:
+        return self.m > 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.m else "unstructured"
+
+
+def parse_pattern(text: str) -> Pattern:
+    if text == "unstructured":
+        return Pattern()
+    match = re.fullmatch(r"(\d+):(\d+)", str(text))
+    if match and 0 < int(match[1]) < int(match[2]) <= 64:
+        return Pattern(int(match[1]), int(match[2]))
+    raise CompressError("pattern", f"unknown pattern {text!r}", f"use one of {', '.join(PATTERNS)} (or N:M, N < M)")
+
+
+@dataclass
+class SparsityConfig(Targets):
+    sparsity: float | None = None  # fraction of weights zeroed per layer, in [0, 1); N:M patterns fix it at 1 - N/M
+    pattern: str = "unstructured"  # unstructured | 2:4 | 4:8 (any N:M: keep N of every M consecutive inputs)
+    criterion: str = "magnitude"  # magnitude | wanda | sparsegpt (see criteria.py)
+    block_size: int = 128  # sparsegpt: columns updated together (lazy batch updates); a multiple of M for N:M
+    dampening: float = 0.01  # sparsegpt: fraction of the mean Hessian diagonal added to it (numerical stability)
+
+    def __post_init__(self):
+        super().__post_init__()
+        from .criteria import CRITERIA
+
+        if self.criterion not in CRITERIA:
+            raise CompressError(
+                "criterion", f"unknown criterion {self.criterion!r}", f"use one of {', '.join(CRITERIA)}"
+            )
+        rule = parse_pattern(self.pattern)
+        if self.sparsity is not None and (
+            isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float))
+        ):
+            raise CompressError("sparsity", f"expected a number in [0, 1), got {self.sparsity!r}")
+        if rule.structured:
+            implied = 1 - rule.n / rule.m
+            if self.sparsity is not None and abs(self.sparsity - implied) > 1e-9:
+                raise CompressError(
+                    "sparsity",
+                    f"pattern {self.pattern} keeps {rule.n} of {rule.m} weights, i.e. sparsity {implied:g}, "
+                    f"not {self.sparsity:g}",
+                    f"leave sparsity unset or set it to {implied:g}, or use pattern=unstructured",
+                )
+            self.sparsity = implied
+        elif self.sparsity is None:
+            self.sparsity = 0.5
+        if not 0 <= self.sparsity < 1:
+            raise CompressError(
+                "sparsity", f"{self.sparsity} is outside [0, 1)", "give the fraction of weights to zero"
+            )
+        self.sparsity = float(self.sparsity)
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise CompressError("block_size", f"expected a positive integer, got {self.block_size!r}", "e.g. 128")
+        if rule.structured and self.block_size % rule.m:
+            raise CompressError(
+                "block_size", f"{self.block_size} is not a multiple of M={rule.m}", f"use e.g. {rule.m * 16}"
+            )
+        if not 0 < self.dampening < 1:
+            raise CompressError("dampening", f"{self.dampening} is outside (0, 1)", "e.g. 0.01")
+
+    @property
+    def rule(self) -> Pattern:
+        return parse_pattern(self.pattern)
