@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .. import __version__
+from ..evaluate import fidelity
 
 
 def _evaluation(run) -> dict | None:
@@ -72,6 +73,7 @@ def write_reports(run) -> None:
     ]
     md += [f"| {r['stage']} | {r['seconds']} |" for r in run.results]
     md += ["", "## Data", ""] + data_lines(run.recipe)
+    md += fidelity.report_lines(run.results)
     if evaluation:
         md += [
             "",

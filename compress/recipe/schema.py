@@ -26,6 +26,7 @@ from ..assets import DATA
 from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
+from .guard_spec import GuardSpec
 
 TASKS = (
     "text-classification",
@@ -88,6 +89,7 @@ class PruneStage(Strict):
     protect: list[int | str] = Field(default_factory=list, description="layers left untouched")
     target_params: int | None = Field(None, gt=0, description="instead of ratios: reach this many parameters")
     compensate: bool = Field(True, description="fold removed units' mean output into the bias (FLAP)")
+    guard: GuardSpec = Field(default_factory=GuardSpec, description="fidelity guard (see `guard` below)")
 
     @field_validator("criterion")
     @classmethod
@@ -146,6 +148,9 @@ class QuantizeStage(Strict):
     type: Literal["quantize"] = "quantize"
     method: str = Field(description="quantization method (`compress quantize --help` lists them)")
     options: dict[str, Any] = Field(default_factory=dict, description="method options")
+    guard: GuardSpec = Field(
+        default_factory=GuardSpec, description="fidelity guard, with fallback to safer settings (see `guard` below)"
+    )
 
     @model_validator(mode="after")
     def _check(self):
