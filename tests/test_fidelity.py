@@ -131,7 +131,8 @@ def test_granularity_auto_uses_fidelity_not_speed_alone(monkeypatch):
     q = compress.quantize(copy.deepcopy(model), "int8-dynamic", calibration=b)  # auto is the default
     entry = q.config.compress["quantization"]
     assert entry["options"]["granularity"] == "per-token"  # per-tensor is faster here, and wrecks this model
-    assert entry["granularity_auto"]["chosen"] == "per-token" and "beyond the limits" in entry["granularity_auto"]["reason"]
+    seen = entry["granularity_auto"]
+    assert seen["chosen"] == "per-token" and "beyond the limits" in seen["reason"]
     assert entry["granularity_auto"]["batch1_ms"] == {"per-tensor": 1.0, "per-token": 2.0}
     plain, _ = make("llama")
     loose = fidelity.Limits(max_ppl_ratio=10, max_kl=10)
@@ -170,7 +171,7 @@ def test_quantized_weights_count_as_weights(method, tmp_path):
     if method != "int8-dynamic":
         return
     compress.save(q, tmp_path / "q", tokenizer=tiny.word_tokenizer())
-    r = subprocess.run([sys.executable, "-m", "compress.cli", "inspect", str(tmp_path / "q"), "--seq-len", "16"],
-                       capture_output=True, text=True, env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    cmd = [sys.executable, "-m", "compress.cli", "inspect", str(tmp_path / "q"), "--seq-len", "16"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert f"parameters: {params:,}" in r.stdout and f"{macs / 1e9:.3f}G" in r.stdout

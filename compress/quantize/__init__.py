@@ -67,7 +67,10 @@ def quantize(
     quantized, extra = METHODS[method].apply(model, config)
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
     get_record(quantized.config, create=True)["quantization"] = {
-        "method": method, "options": options, **extra, **chosen
+        "method": method,
+        "options": options,
+        **extra,
+        **chosen,
     }
     return quantized
 

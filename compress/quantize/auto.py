@@ -45,9 +45,7 @@ def choose(model: nn.Module, config, calibration: list[dict] | None, limits=None
     from .int8_dynamic import apply
 
     limits = limits or fidelity.limits_for("quantize")
-    variants = {
-        g: apply(copy.deepcopy(model), dataclasses.replace(config, granularity=g))[0].eval() for g in KERNELS
-    }
+    variants = {g: apply(copy.deepcopy(model), dataclasses.replace(config, granularity=g))[0].eval() for g in KERNELS}
     sample = _one_example(calibration[0])
     with torch.inference_mode():
         seconds = latency_side_by_side(variants, fidelity._inputs(model, sample), repeats=TIMING_REPEATS, warmup=1)

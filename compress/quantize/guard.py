@@ -115,8 +115,9 @@ def quantize_with_guard(
 def _fall_back(tries: _Attempts) -> bool:
     """Try the safer configurations in order until one is within the limits (then True; `tries.best` is it)."""
     record = tries.best[0].config.compress["quantization"]
-    if record["options"].get("granularity") == "per-tensor" and tries.run({**tries.options, "granularity": "per-token"}):
-        return True
+    if record["options"].get("granularity") == "per-tensor":
+        if tries.run({**tries.options, "granularity": "per-token"}):
+            return True
     base = tries.best[0].config.compress["quantization"]
     base_options = {k: v for k, v in base["options"].items() if k in tries.options or k == "granularity"}
     names = base.get("modules", [])
