@@ -155,7 +155,7 @@ def compare_many(before: nn.Module, candidates: dict[str, nn.Module], batches: l
             numbers = {"kind": "logits", "agreement": t.agree / n, "kl": t.kl / n, "cosine": t.cos / n}
         else:
             numbers = {"kind": "hidden", "cosine": t.cos / n}
-        result[name] = {**{k: round(v, 6) if isinstance(v, float) else v for k, v in numbers.items()},
+        result[name] = {**{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in numbers.items()},
                         "examples": examples}  # fmt: skip
     return result
 
@@ -169,7 +169,7 @@ def problems(numbers: dict, limits: Limits) -> list[str]:
     """What in `numbers` is beyond `limits`, as short phrases ([] when all is within)."""
     out = []
     if "ppl_ratio" in numbers and numbers["ppl_ratio"] > limits.max_ppl_ratio:
-        out.append(f"perplexity x{numbers['ppl_ratio']:.3g} (limit x{limits.max_ppl_ratio:g})")
+        out.append(f"perplexity x{numbers['ppl_ratio']:.3f} (limit x{limits.max_ppl_ratio:g})")
     if "kl" in numbers and numbers["kl"] > limits.max_kl:
         out.append(f"KL {numbers['kl']:.3g} nats/token (limit {limits.max_kl:g})")
     if numbers.get("kind") == "logits" and numbers["agreement"] < limits.min_agreement:
@@ -192,7 +192,7 @@ def describe(numbers: dict) -> str:
     """The numbers in a few words, e.g. 'perplexity x1.04, KL 0.012, top-1 agreement 0.973'."""
     parts = []
     if "ppl_ratio" in numbers:
-        parts.append(f"perplexity x{numbers['ppl_ratio']:.3g}")
+        parts.append(f"perplexity x{numbers['ppl_ratio']:.3f}")
     if "kl" in numbers:
         parts.append(f"KL {numbers['kl']:.3g}")
     if "agreement" in numbers:

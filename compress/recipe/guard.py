@@ -17,9 +17,9 @@ BATCH = 8  # examples per comparison batch
 
 
 def batches(run, spec: GuardSpec) -> list[dict]:
-    """The first `spec.samples` examples of the training split (the head of the calibration set)."""
+    """The first `spec.samples` examples of the calibration set (the head of the training split)."""
     d = run.recipe.data
-    return run.task.batches(split(run.rows, d.train_split, spec.samples), BATCH)
+    return run.task.batches(split(run.rows, d.train_split, min(spec.samples, d.calibration_size)), BATCH)
 
 
 def limits(kind: str, spec: GuardSpec) -> fidelity.Limits:

@@ -11,7 +11,7 @@ class GuardSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = Field(True, description="compare the stage's model with its input on calibration examples")
-    samples: int = Field(32, gt=0, description="training-split examples compared (the head of the calibration set)")
+    samples: int = Field(32, gt=0, description="calibration examples compared (at most data.calibration_size)")
     max_ppl_ratio: float | None = Field(
         None, gt=1, description="causal LMs: perplexity after / before (default 1.10 quantize, 2.0 prune)"
     )
