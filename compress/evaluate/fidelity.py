@@ -109,19 +109,23 @@ def _next_token_nll(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor)
 
 @torch.inference_mode()
 def compare_many(before: nn.Module, candidates: dict[str, nn.Module], batches: list[dict]) -> dict[str, dict]:
-    """{name: numbers} for each candidate against `before`, running `before` once per batch."""
+    """{name: numbers} for each candidate against `before`, running `before` once per batch. A candidate may be any
+    callable taking the model's inputs as keywords and returning an output with `.logits` / `.last_hidden_state`
+    (or a tuple whose first item is the output tensor): an exported model's session wrapped so, for instance."""
     from .embeddings import mean_pool
 
     kind = kind_of(before)
     for m in (before, *candidates.values()):
-        m.eval()
+        if hasattr(m, "eval"):
+            m.eval()
     totals = {name: _Totals() for name in candidates}
     out_kind = None
     for b in batches:
-        out_kind, ref = _output(before(**_inputs(before, b)))
+        x = _inputs(before, b)
+        out_kind, ref = _output(before(**x))
         mask = b.get("attention_mask")
         for name, model in candidates.items():
-            _, out = _output(model(**_inputs(model, b)))
+            _, out = _output(model(**x))
             t = totals[name]
             if kind == "causal-lm":
                 ids = b["input_ids"]
