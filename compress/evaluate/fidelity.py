@@ -33,7 +33,7 @@ class Limits:
 
     max_ppl_ratio: float = 1.10  # causal LMs: perplexity after / before on the calibration batches
     max_kl: float = 0.10  # causal LMs and logits: mean KL(before || after) per token / example, nats
-    min_agreement: float = 0.95  # logits: share of the same top-1 prediction
+    min_agreement: float = 0.90  # logits: share of the same top-1 prediction (32 examples: 3 may flip)
     min_cosine: float = 0.99  # hidden: cosine of mean-pooled last hidden states
 
 

@@ -19,7 +19,7 @@ class GuardSpec(BaseModel):
         None, gt=0, description="causal LMs, classifiers: KL(before || after) in nats (default 0.1 quantize, 1.0 prune)"
     )
     min_agreement: float | None = Field(
-        None, ge=0, le=1, description="classifiers, seq2seq: same top-1 prediction (default 0.95 quantize, 0.75 prune)"
+        None, ge=0, le=1, description="classifiers, seq2seq: same top-1 prediction (default 0.9 quantize, 0.75 prune)"
     )
     min_cosine: float | None = Field(
         None, ge=-1, le=1, description="encoders: cosine of mean-pooled outputs (default 0.99 quantize, 0.75 prune)"
