@@ -97,7 +97,6 @@ class RecipeRun:
 
     def prune(self, stage) -> dict:
         from ..pruning.api import prune
-
         from . import guard
 
         kw = stage.model_dump(exclude={"type", "guard"})
