@@ -288,15 +288,23 @@ def quantize(
     skip_edge_layers: Annotated[
         bool | None, typer.Option("--skip-edge-layers/--quantize-edge-layers", help="keep first/last block")
     ] = None,
-    granularity: Annotated[str | None, typer.Option(help="int8-dynamic: per-token | per-tensor")] = None,
+    granularity: Annotated[
+        str | None, typer.Option(help="int8-dynamic: auto (decides with --calibration) | per-token | per-tensor")
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="bnb-int8: outlier threshold (0 = off)")] = None,
     double_quant: Annotated[
         bool | None, typer.Option("--double-quant/--no-double-quant", help="bnb-nf4/fp4: quantize block scales")
     ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="texts (.txt/.csv/...) for granularity auto's fidelity check and timing")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="calibration texts to use")] = 32,
+    seq_len: Annotated[int, typer.Option(help="max tokens per calibration text")] = 128,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ):
     """Quantize a (pruned) model and save it (safetensors); `compress.load` reloads it with the same outputs."""
     from . import assets, io
+    from .data import read_texts, text_batches
     from .quantize import make_config
     from .quantize import quantize as quantize_model
     from .stats import weights_size
@@ -307,15 +315,21 @@ def quantize(
                  granularity=granularity, threshold=threshold, double_quant=double_quant)  # fmt: skip
     options = {k: v for k, v in given.items() if v is not None}
     make_config(method, **options)  # bad method / option / missing backend: fail before loading anything
+    texts = read_texts(calibration, limit=samples) if calibration else None
     source = Path(assets.resolve_model(model))
     net, tokenizer = load_model(model)
-    net = quantize_model(net, method, **options)
+    if texts and tokenizer is None:
+        raise CompressError("calibration", f"{model} has no tokenizer, so text calibration cannot be used")
+    batches = text_batches(tokenizer, texts, batch_size=8, max_length=seq_len) if texts else None
+    net = quantize_model(net, method, calibration=batches, **options)
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)
     entry = net.config.compress["quantization"]
     before = f"{weights_size(source) / 1e6:.1f} MB -> " if source.is_dir() else ""
+    auto = entry.get("granularity_auto")
     console.print(
-        f"quantized {len(entry.get('modules', [])) or 'all'} layers with {method}; weights {before}"
-        f"{weights_size(output) / 1e6:.1f} MB; saved to {output} (load with compress.load)"
+        f"quantized {len(entry.get('modules', [])) or 'all'} layers with {method}"
+        + (f" ({auto['chosen']}: {auto['reason']})" if auto else "")
+        + f"; weights {before}{weights_size(output) / 1e6:.1f} MB; saved to {output} (load with compress.load)"
     )
 
 

@@ -11,13 +11,38 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 
+def _weight_count(t: torch.Tensor) -> int:
+    """Weights a tensor stands for: a bitsandbytes 4-bit parameter packs two per byte and keeps the real shape in its
+    quant_state; every other tensor (int8 included) holds one weight per element."""
+    state = getattr(t, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return int(torch.Size(shape).numel()) if shape is not None else t.numel()
+
+
 def count_params(model: nn.Module) -> int:
-    """Unique parameters (tied weights counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    """Unique weights (tied ones counted once), quantized ones as what they are: int8 layers keep their weights as
+    buffers (`Int8Linear`, `Int8Embedding`) and bitsandbytes 4-bit layers pack two per byte; both count in full."""
+    tensors = {id(p): p for p in model.parameters()}
+    for module in model.modules():
+        if hasattr(module, "weight_scale"):  # compress int8 layers: weight (and bias) are buffers
+            for name in ("weight", "bias"):
+                t = module._buffers.get(name)
+                if t is not None:
+                    tensors[id(t)] = t
+    return sum(_weight_count(t) for t in tensors.values())
+
+
+def _linear_weights(m: nn.Module) -> int:
+    """Multiply-accumulates per token of one Linear-like layer (float, int8 or bitsandbytes), 0 for other modules."""
+    if isinstance(m, Conv1D):
+        return m.nx * m.nf
+    if isinstance(m, nn.Linear) or (hasattr(m, "weight_scale") and hasattr(m, "in_features")):
+        return m.in_features * m.out_features
+    return 0
 
 
 def linear_macs_per_token(module: nn.Module) -> int:
-    return sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Linear, Conv1D)))
+    return sum(_linear_weights(m) for m in module.modules())
 
 
 def estimate_macs(model: nn.Module, seq_len: int = 128) -> int:

@@ -48,18 +48,31 @@ def make_config(method: str, **options):
     return spec.config(**{**options, **spec.preset})
 
 
-def quantize(model: nn.Module, method: str = "int8-dynamic", **options) -> nn.Module:
+def quantize(
+    model: nn.Module, method: str = "int8-dynamic", calibration: list[dict] | None = None, limits=None, **options
+) -> nn.Module:
     """Quantize `model` with a registered method and return the quantized model. int8-dynamic and the casts work in
-    place; bitsandbytes methods return a new model (the input is left as it was). Quantize after pruning."""
+    place; bitsandbytes methods return a new model (the input is left as it was). Quantize after pruning.
+
+    `calibration` (a few batches of model inputs) lets data-dependent options decide: int8-dynamic's default
+    `granularity="auto"` times per-tensor against per-token on this model and takes the faster one whose outputs
+    stay within `limits` (`compress.evaluate.fidelity.Limits`, default: the quantize stage's); without calibration
+    it takes the accurate per-token kernel. The choice is recorded in the checkpoint."""
     config = make_config(method, **options)
     record = get_record(model.config)
     if record and record.get("quantization"):
         raise CompressError(
             "model", f"the model is already quantized ({record['quantization']['method']})", "quantize the fp32 model"
         )
+    chosen = METHODS[method].choose(model, config, calibration, limits) if METHODS[method].choose else {}
     quantized, extra = METHODS[method].apply(model, config)
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
-    get_record(quantized.config, create=True)["quantization"] = {"method": method, "options": options, **extra}
+    get_record(quantized.config, create=True)["quantization"] = {
+        "method": method,
+        "options": options,
+        **extra,
+        **chosen,
+    }
     return quantized
 
 

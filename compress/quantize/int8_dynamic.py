@@ -6,6 +6,8 @@ layer takes a quarter of its fp32 bytes on disk and in memory. Two kernels, chos
     per-token   one activation scale per token (row); `torch._int_mm` + an fp32 epilogue.   More accurate.
     per-tensor  one activation scale per call; torch's fused dynamic-quantized linear        Faster on CPU.
                 (fbgemm / oneDNN), prepacked from the int8 weight on first use.
+    auto        (default) the faster of the two that the model's accuracy allows, decided on calibration data
+                by timing both and checking their fidelity (`auto.py`); per-token when there is no data.
 
 `embeddings=True` also stores the input token-embedding table as int8 rows with one scale each (`Int8Embedding`): in a
 small encoder that table is most of the bytes (MiniLM: 47.7 of 90.9 MB). Skipped when it is tied to the output layer.
@@ -24,15 +26,18 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import CompressError
+from .auto import choose, per_tensor_usable
 from .registry import Method, register_method
 from .targets import Targets, select_linears
 
-GRANULARITIES = ("per-token", "per-tensor")
+GRANULARITIES = ("auto", "per-token", "per-tensor")
 
 
 @dataclass
 class Int8DynamicConfig(Targets):
-    granularity: str = "per-token"  # activation scale per token (accurate) or per call (fused kernel, faster)
+    # activation scale per token (accurate), per call (fused kernel, faster), or auto: the faster one this model's
+    # accuracy allows, measured on calibration data (per-token without it); see auto.py
+    granularity: str = "auto"
     embeddings: bool = False  # also the input token embeddings as int8 rows (unless tied to the output layer)
 
     def __post_init__(self):
@@ -41,9 +46,7 @@ class Int8DynamicConfig(Targets):
             raise CompressError(
                 "granularity", f"unknown granularity {self.granularity!r}", f"use one of {', '.join(GRANULARITIES)}"
             )
-        if self.granularity == "per-tensor" and not {"x86", "fbgemm", "onednn"} & set(
-            torch.backends.quantized.supported_engines
-        ):
+        if self.granularity == "per-tensor" and not per_tensor_usable():
             raise CompressError(
                 "granularity", "per-tensor needs torch's x86 quantized engine (fbgemm / oneDNN)", "use per-token"
             )
@@ -164,9 +167,10 @@ def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise CompressError("method", "int8-dynamic runs on CPU only", "move the model to CPU or use bnb-int8 on GPU")
     names, kept = select_linears(model, config)
+    granularity = "per-token" if config.granularity == "auto" else config.granularity  # auto unsettled: no data
     with torch.no_grad():
         for name in names:
-            _set_module(model, name, Int8Linear.from_float(model.get_submodule(name), config.granularity))
+            _set_module(model, name, Int8Linear.from_float(model.get_submodule(name), granularity))
         embedding = _embedding_name(model) if config.embeddings else None
         if embedding:
             _set_module(model, embedding, Int8Embedding.from_float(model.get_submodule(embedding)))
@@ -193,5 +197,5 @@ def rebuild(model: nn.Module, entry: dict) -> None:
 
 register_method(
     Method("int8-dynamic", "int8 weights per channel, activations quantized per call (CPU)", Int8DynamicConfig,
-           apply, rebuild=rebuild)
+           apply, rebuild=rebuild, choose=choose)
 )  # fmt: skip

@@ -22,6 +22,9 @@ class Method:
     preset: dict = field(default_factory=dict)  # options this name fixes (bnb-nf4 -> quant_type="nf4")
     unusable: Callable[[], str | None] = _usable  # why it cannot run here (backend missing...), or None
     rebuild: Callable[[nn.Module, dict], None] | None = None  # restructure a freshly built model before weights load
+    # settle options that depend on the model and calibration data (e.g. granularity "auto") before `apply`, in
+    # place on the config; returns what to record about the choice
+    choose: Callable[[nn.Module, Any, list | None, Any], dict] | None = None
 
 
 METHODS: dict[str, Method] = {}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
+from .guard_spec import GuardSpec
 from .schema import (
     DataSpec,
     DistillStage,
@@ -21,7 +24,8 @@ def _table(model) -> list[str]:
     for name, f in model.model_fields.items():
         if name == "type":
             continue
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+        default = "required" if f.is_required() else f.get_default(call_default_factory=True)
+        default = "{}" if isinstance(default, BaseModel) else default if default == "required" else repr(default)
         kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
         cells = [f"`{name}`", kind, default, f.description or ""]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -58,6 +62,7 @@ def render() -> str:
         ("push", PushStage),
     ):
         out += ["", f"## Stage `{title}`", ""] + _table(model)
+    out += ["", "## `guard` (in `prune` and `quantize`)", ""] + _table(GuardSpec)
     return "\n".join(out) + "\n"
 
 

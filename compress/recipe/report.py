@@ -10,6 +10,7 @@ import yaml
 from ..version import __version__
 from .load import yaml_form
 from .sparsity_report import sparsity_lines
+from ..evaluate import fidelity
 
 
 def _evaluation(run) -> dict | None:
@@ -78,6 +79,7 @@ def write_reports(run) -> None:
     ]
     md += [f"| {r['stage']} | {r['seconds']} |" for r in run.results]
     md += ["", "## Data", ""] + data_lines(run.recipe)
+    md += fidelity.report_lines(run.results)
     if evaluation:
         md += [
             "",

@@ -107,11 +107,13 @@ class RecipeRun:
 
     def prune(self, stage) -> dict:
         from ..pruning.api import prune
+        from . import guard
 
-        kw = stage.model_dump(exclude={"type"})
+        kw = stage.model_dump(exclude={"type", "guard"})
         layers = kw.pop("layers")
+        before = copy.deepcopy(self.model) if stage.guard.enabled else None
         plan = prune(self.model, layers=int(layers) if layers >= 1 else layers, calibration=self.calibration(), **kw)
-        return plan.summary
+        return {**plan.summary, "fidelity": guard.check(self, "prune", before, self.model, stage.guard)}
 
     def sparsify(self, stage) -> dict:
         from ..sparsity import sparsify
@@ -168,10 +170,9 @@ class RecipeRun:
         }
 
     def quantize(self, stage) -> dict:
-        from ..quantize import quantize
+        from . import guard
 
-        self.model = quantize(self.model, method=stage.method, **stage.options)
-        return {"method": stage.method, **stage.options}
+        return guard.quantize(self, stage)  # sets self.model; the guard may pick a safer configuration
 
     def evaluate(self, stage, i: int) -> dict:
         from .evaluation import evaluate_models

@@ -29,6 +29,7 @@ from ..distill.config import DistillConfig
 from ..pruning.budget import LAYOUTS
 from ..pruning.importance import CRITERIA
 from .export_stage import ExportStage
+from .guard_spec import GuardSpec
 from .sparsify_stage import SparsifyStage
 
 TASKS = (
@@ -126,6 +127,7 @@ class PruneStage(Strict):
         description="refit each pruned sublayer's output projection (weights + bias) to the unpruned model's output "
         "on the calibration data (ridge least squares, layer by layer; compress.reconstruct)",
     )
+    guard: GuardSpec = Field(default_factory=GuardSpec, description="fidelity guard (see `guard` below)")
 
     @field_validator("criterion")
     @classmethod
@@ -205,6 +207,9 @@ class QuantizeStage(Strict):
     type: Literal["quantize"] = "quantize"
     method: str = Field(description="quantization method (`compress quantize --help` lists them)")
     options: dict[str, Any] = Field(default_factory=dict, description="method options")
+    guard: GuardSpec = Field(
+        default_factory=GuardSpec, description="fidelity guard, with fallback to safer settings (see `guard` below)"
+    )
 
     @model_validator(mode="after")
     def _check(self):

@@ -2,7 +2,11 @@
 model's with their token agreement, and generation speed (new tokens per second) measured side by side.
 
 Distillation data can be extended with sequence-level KD: prompts made from training passages, wrapped in the chat
-template and answered by the teacher (`distill: {chat_samples: N}`); answers are cached in the stage's run folder."""
+template and answered by the teacher (`distill: {chat_samples: N}`); answers are cached in the stage's run folder.
+
+Base models (no chat template in the tokenizer) work everywhere with plain-text prompts: generation timing and the
+`generation_prompt` sample continue the text; `chat_samples` / `chat_prompts` need a template and are refused with a
+one-line error naming the field when the run starts, before any stage."""
 
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ from .text import _Text
 class CausalLM(_Text):
     name, primary, higher_is_better = "causal-lm", "perplexity", False
     eval_batch_size = 8
+
+    def processor(self, model_path: str):
+        tok = super().processor(model_path)
+        if not sequence.has_chat_template(tok):
+            for i, stage in enumerate(self.run.recipe.stages):
+                for field in ("chat_samples", "chat_prompts"):
+                    if getattr(stage, field, None):
+                        sequence.require_chat_template(tok, f"stages.{i}.{stage.type}.{field}")
+        return tok
 
     def distill_examples(self, rows, teacher, stage, run_dir: Path) -> list:
         texts = self.examples(rows)
@@ -61,9 +74,10 @@ class CausalLM(_Text):
 
     @torch.inference_mode()
     def generation_latency(self, models, repeats):
-        """`max_new_tokens` new tokens (forced) for one chat prompt, batch 1, greedy."""
+        """`max_new_tokens` new tokens (forced) for one prompt (in the chat template if the model has one), batch 1,
+        greedy."""
         prompt = (self.stage.chat_prompts or [self.stage.generation_prompt or "Hello"])[0]
-        ids = torch.tensor([sequence.chat_ids(self.run.processor, prompt)])
+        ids = torch.tensor([sequence.prompt_ids(self.run.processor, prompt)])
         n = self.stage.max_new_tokens
         pad = self.run.processor.pad_token_id
 

@@ -1,0 +1,110 @@
+"""Base causal LMs (tokenizers without a chat template): a tiny Llama and a tiny GPT-2 run prune -> distill -> quantize
+-> evaluate from a recipe with local text files, with plain-text prompts for timing and samples; the chat-only fields
+are refused up front with one line naming the field."""
+
+import json
+
+import pytest
+import yaml
+
+import compress
+from compress.distill import sequence
+from compress.errors import CompressError
+from compress.recipe.runner import run_recipe
+from tiny import make, sentences, word_tokenizer
+
+
+def base_tokenizer():
+    tok = word_tokenizer()
+    tok.chat_template = None  # a base model's tokenizer
+    return tok
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("base-lm")
+    for name, seed in (("train", 0), ("test", 1)):
+        (root / f"{name}.txt").write_text("\n".join(sentences(40, seed)) + "\n")
+    return root
+
+
+def recipe(tmp_path, texts, family, stages) -> str:
+    tmp_path.mkdir(exist_ok=True)
+    model, _ = make(family)
+    compress.save(model, tmp_path / "m", tokenizer=base_tokenizer())
+    raw = {
+        "name": f"base-{family}",
+        "model": str(tmp_path / "m"),
+        "task": "causal-lm",
+        "data": {
+            "source": "text",
+            "files": {"train": str(texts / "train.txt"), "test": str(texts / "test.txt")},
+            "calibration_size": 16,
+            "eval_size": 16,
+            "max_length": 16,
+        },
+        "stages": stages,
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return tmp_path / "r.yaml"
+
+
+EVALUATE = {
+    "evaluate": {
+        "peak_memory": False,
+        "repeats": 3,
+        "latency_batch_sizes": [1],
+        "generation_prompt": "w1 w2",
+        "max_new_tokens": 4,
+    }
+}
+
+
+@pytest.mark.parametrize("family,heads", [("llama", 1 / 3), ("gpt2", 0.5)])
+def test_base_lm_recipe_end_to_end(tmp_path, texts, family, heads):
+    stages = [
+        {"prune": {"heads": heads, "mlp": 0.25}},
+        {"distill": {"steps": 3, "batch_size": 4, "warmup_steps": 1}},
+        {"quantize": {"method": "int8-dynamic", "options": {"granularity": "per-tensor"}}},
+        EVALUATE,
+    ]
+    out = tmp_path / "out"
+    run_recipe(recipe(tmp_path, texts, family, stages), out)
+    report = json.loads((out / "report.json").read_text())
+    rows = report["evaluation"]["rows"]
+    assert [r["name"] for r in rows] == ["dense", "01-prune", "02-distill", "03-quantize"]
+    assert all(r["perplexity"] > 1 and isinstance(r["generation"], str) for r in rows)
+    assert rows[0]["gen_speedup"] == 1.0 and all(r["gen_tokens_per_s"] > 0 for r in rows)
+    assert rows[3]["params"] == rows[2]["params"] < rows[0]["params"]  # int8 weights counted as weights
+    stages = {s["kind"]: s["summary"] for s in report["stages"]}
+    assert {"ppl_ratio", "kl", "passed"} <= set(stages["prune"]["fidelity"])
+    guard = stages["quantize"]["fidelity"]
+    assert guard["kind"] == "causal-lm" and guard["examples"] == 16
+    assert stages["quantize"]["attempts"][0]["config"] == "int8-dynamic per-tensor"
+    md = (out / "report.md").read_text()
+    assert "## Fidelity guard" in md and "| 03-quantize |" in md and "## Generation sample" in md
+    final = compress.load(out / "final")
+    assert final.config.compress["quantization"]["method"] == "int8-dynamic"
+
+
+def test_chat_fields_need_a_chat_template(tmp_path, texts):
+    evaluate = {"evaluate": {**EVALUATE["evaluate"], "chat_prompts": ["w1 w2"]}}
+    with pytest.raises(CompressError, match=r"^`stages\.1\.evaluate\.chat_prompts`: needs a chat template"):
+        run_recipe(recipe(tmp_path / "a", texts, "llama", [{"prune": {"mlp": 0.25}}, evaluate]), tmp_path / "a/out")
+    distill = {"distill": {"steps": 2, "batch_size": 4, "chat_samples": 3}}
+    with pytest.raises(CompressError, match=r"^`stages\.0\.distill\.chat_samples`: .*base model"):
+        run_recipe(recipe(tmp_path / "b", texts, "llama", [distill]), tmp_path / "b/out")
+    assert not (tmp_path / "b/out/01-distill").exists()
+
+
+def test_prompts_are_plain_text_without_a_template():
+    base, chat = base_tokenizer(), word_tokenizer()
+    assert sequence.prompt_ids(base, "w1 w2") == base("w1 w2")["input_ids"]
+    assert sequence.prompt_ids(chat, "w1 w2") == chat.apply_chat_template(
+        [{"role": "user", "content": "w1 w2"}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    with pytest.raises(CompressError, match="chat_samples"):
+        sequence.conversations(base, ["w1"], ["w2"])
+    model, _ = make("gpt2")
+    answers = sequence.greedy_answers(model, base, ["w1 w2", "w3"], max_new_tokens=3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
