@@ -17,6 +17,7 @@ alone writes files, and the other processes load its result.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
