@@ -192,8 +192,11 @@ def inspect(
     console.print(
         f"parameters: {count_params(net):,}   MACs (seq {seq_len}): {estimate_macs(net, seq_len) / 1e9:.3f}G   "
         f"pruned: {'yes' if any(record.get(k) for k in ('layers', 'heads', 'neurons')) else 'no'}"
-        + (f"   weight sparsity: {sparse['pattern']} ({sparse['criterion']}) in {len(sparse['layers'])} layers"
-           if sparse else "")  # fmt: skip
+        + (
+            f"   weight sparsity: {sparse['pattern']} ({sparse['criterion']}) in {len(sparse['layers'])} layers"
+            if sparse
+            else ""
+        )  # fmt: skip
     )
     for entry in (record or {}).get("history", []):
         if "layout" in entry:  # one line per prune call: how the widths above were chosen
