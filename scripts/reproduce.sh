@@ -29,6 +29,16 @@ run() {
     # is re-rendered from the committed results (with the quantize addendum) by the second command
     peers) "$PY" scripts/bench_peers.py ;;
     results-md) "$PY" scripts/peers_report.py benchmarks/peers/results.json benchmarks/RESULTS.md ;;
+    # benchmarks/repair/: none / bias / refit / refit+adaptive on MiniLM (~10 min) and SmolLM2 (~40 min)
+    repair) "$PY" scripts/bench_repair.py minilm --threads 1 && "$PY" scripts/bench_repair.py smollm2 --threads 1 ;;
+    # benchmarks/sparsity/: compress vs llm-compressor SparseGPT / Wanda (~40 min); the compressed-tensors check
+    sparsity) "$PY" scripts/bench_sparsity.py --models smollm2 --calibration 32 --seq-len 256 --eval 32 &&
+        "$PY" scripts/bench_sparsity.py --models minilm --calibration 64 --seq-len 128 &&
+        "$PY" scripts/check_compressed_tensors.py ;;
+    # benchmarks/export/: PyTorch vs ONNX Runtime fp32 / int8, dense and pruned MiniLM (~10 min)
+    export) "$PY" scripts/bench_export.py --threads 1 --json benchmarks/export/results.json ;;
+    # benchmarks/whisper_multilingual/: whisper-base with data.language vs plain transformers (~15 min)
+    whisper_multilingual) "$PY" scripts/check_whisper_multilingual.py --steps 8 ;;
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
     minilm-sentiment | minilm-embeddings | whisper-tiny-asr) recipe "$1" ;;
     vit-fashion-mnist) OMP_NUM_THREADS=1 recipe "$1" ;;
@@ -37,7 +47,7 @@ run() {
     esac
 }
 
-ALL=(distill distill-1500 quantize peers results-md minilm-sentiment minilm-embeddings vit-fashion-mnist
+ALL=(distill distill-1500 quantize peers results-md repair sparsity export whisper_multilingual minilm-sentiment minilm-embeddings vit-fashion-mnist
     whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
