@@ -71,7 +71,8 @@ def weights_size(folder: str | Path) -> int:
 def inputs_for(model: nn.Module, inputs: dict) -> dict:
     """Float inputs (audio features, pixels) in the model's float dtype: a bf16 / fp16 model reads half-precision
     inputs, as any half-precision transformers model does; token ids and masks are left as they are."""
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    params = model.parameters() if hasattr(model, "parameters") else ()  # an exported graph (OrtModel) has none
+    dtype = next((p.dtype for p in params if p.is_floating_point()), None)
     if dtype is None:
         return inputs
     return {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
