@@ -30,8 +30,9 @@ def per_tensor_usable() -> bool:
     return bool({"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines))
 
 
-def choose(model: nn.Module, config, calibration: list[dict] | None, limits=None) -> dict:
-    """Settle `config.granularity` if it is "auto" (in place); returns {"granularity_auto": what was seen}."""
+def choose(model: nn.Module, config, calibration: list[dict] | None, limits=None, *, apply) -> dict:
+    """Settle `config.granularity` if it is "auto" (in place); returns {"granularity_auto": what was seen}.
+    `apply(model, config)` quantizes a copy (int8_dynamic passes its own: this module sits below it)."""
     if config.granularity != "auto":
         return {}
     if not calibration:
@@ -42,7 +43,6 @@ def choose(model: nn.Module, config, calibration: list[dict] | None, limits=None
         return {"granularity_auto": {"chosen": "per-token", "reason": "no x86 quantized engine for per-tensor"}}
     from ..evaluate import fidelity
     from ..stats import latency_side_by_side
-    from .int8_dynamic import apply
 
     limits = limits or fidelity.limits_for("quantize")
     variants = {g: apply(copy.deepcopy(model), dataclasses.replace(config, granularity=g))[0].eval() for g in KERNELS}

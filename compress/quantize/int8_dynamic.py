@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -197,5 +198,5 @@ def rebuild(model: nn.Module, entry: dict) -> None:
 
 register_method(
     Method("int8-dynamic", "int8 weights per channel, activations quantized per call (CPU)", Int8DynamicConfig,
-           apply, rebuild=rebuild, choose=choose)
+           apply, rebuild=rebuild, choose=partial(choose, apply=apply))
 )  # fmt: skip

@@ -12,7 +12,8 @@ Order: prune -> sparsify -> distill (zeros kept) -> quantize. A criterion is one
 """
 
 from .api import check_widths, make_config, sparsify
-from .config import PATTERNS, STORAGES, SparsityConfig, parse_pattern
+from .config import STORAGES, SparsityConfig
+from .pattern import PATTERNS, parse_pattern
 from .criteria import CRITERIA, Criterion, InputStats, register_criterion
 from .masks import keep_zeros, zero_masks
 

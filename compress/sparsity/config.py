@@ -11,38 +11,14 @@ by default the Linear / Conv1D layers inside the transformer blocks are sparsifi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..errors import CompressError
 from ..quantize.targets import Targets
+from .criteria import CRITERIA
+from .pattern import Pattern, parse_pattern
 
-PATTERNS = ("unstructured", "2:4", "4:8")  # shown in errors and help; any N:M with 0 < N < M <= 64 is accepted
 STORAGES = ("bitmask", "dense")
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """Unstructured (n = m = 0) or N:M: keep n weights in every group of m consecutive inputs."""
-
-    n: int = 0
-    m: int = 0
-
-    @property
-    def structured(self) -> bool:
-        return self.m > 0
-
-    def __str__(self) -> str:
-        return f"{self.n}:{self.m}" if self.m else "unstructured"
-
-
-def parse_pattern(text: str) -> Pattern:
-    if text == "unstructured":
-        return Pattern()
-    match = re.fullmatch(r"(\d+):(\d+)", str(text))
-    if match and 0 < int(match[1]) < int(match[2]) <= 64:
-        return Pattern(int(match[1]), int(match[2]))
-    raise CompressError("pattern", f"unknown pattern {text!r}", f"use one of {', '.join(PATTERNS)} (or N:M, N < M)")
 
 
 @dataclass
@@ -55,8 +31,6 @@ class SparsityConfig(Targets):
 
     def __post_init__(self):
         super().__post_init__()
-        from .criteria import CRITERIA
-
         if self.criterion not in CRITERIA:
             raise CompressError(
                 "criterion", f"unknown criterion {self.criterion!r}", f"use one of {', '.join(CRITERIA)}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Pattern
+from .pattern import Pattern
 
 
 @dataclass
