@@ -187,6 +187,21 @@ def test_refit_lowers_the_error_of_a_pruned_mlp():
     assert _site_error(model, dense, calib, key) < 0.9 * _site_error(unrefit, dense, calib, key)
 
 
+def test_a_given_dense_reference_is_used_and_left_unchanged():
+    model, kind = make("llama")
+    calib = _calibration(model, kind)
+    own, given = copy.deepcopy(model), copy.deepcopy(model)
+    before = {k: v.clone() for k, v in given.state_dict().items()}
+    compress.prune(own, **_budget("llama"), calibration=calib)
+    compress.prune(model, **_budget("llama"), calibration=calib, dense=given)
+    assert all(torch.equal(v, before[k]) for k, v in given.state_dict().items())
+    a, b = own.state_dict(), model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    wrong, _ = make("bert")
+    with pytest.raises(CompressError, match="dense"):
+        compress.prune(copy.deepcopy(own), mlp=0.5, calibration=calib, dense=wrong)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_exact_reload_after_refit(family, tmp_path):
     model, kind = make(family)

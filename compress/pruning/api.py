@@ -78,6 +78,7 @@ def prune(
     compensate: bool = True,
     reconstruct: bool | None = None,
     ridge: float = 1e-2,
+    dense: nn.Module | None = None,
 ) -> PruningPlan:
     """Physically prune `model` in place and return the plan.
 
@@ -95,6 +96,7 @@ def prune(
     reconstruct: refit each pruned sublayer's output projection to the unpruned model's output on the calibration
         data (`compress.reconstruct`); default: True when calibration is given. Needs a copy of the model meanwhile.
     ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
+    dense: an unpruned copy of `model` the caller already holds, used as the refit's reference instead of a new copy.
     """
     adapter = get_adapter(model)
     calibration = list(calibration) if calibration is not None else None
@@ -135,7 +137,8 @@ def prune(
         widths, sensitivity = adaptive_widths(model, scores, budget, calibration)
         budget = Budget(**{**budget.__dict__, "widths": widths})
     plan = build_plan(model, scores, budget)
-    dense = copy.deepcopy(model) if reconstruct else None
+    if reconstruct and dense is None:
+        dense = copy.deepcopy(model)
     compensated = compensate_bias(model, plan, scores.input_means) if compensate else 0
     if compensate and calibration and not scores.input_means:
         warnings.warn(
@@ -145,7 +148,6 @@ def prune(
         )
     apply_plan(model, plan)
     refit = refit_model(model, dense, calibration, refit_cfg) if reconstruct else None
-    del dense
     plan.summary = {
         "criterion": criterion,
         "layout": budget.layout,

@@ -118,12 +118,12 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         else:
             model = io.load(path)
             quantized = bool((getattr(model.config, "compress", None) or {}).get("quantization"))
-            # a quantized model has the parameters and MACs of the model it was made from (packed or int8, not fewer)
-            params = rows[-1]["params"] if quantized else count_params(model)
-            macs = rows[-1]["macs"] if quantized else _macs(task, model)
+            macs = _macs(task, model)
+            if macs is None and quantized:  # quantization keeps the shapes: the MACs of the model it was made from
+                macs = rows[-1]["macs"]
             row = {
                 "name": name,
-                "params": params,
+                "params": count_params(model),  # int8 and 4-bit weights count in full (see count_params)
                 "size_bytes": weights_size(path),
                 "macs": macs,
                 "peak_memory_mb": _peak_mb(path, shapes) if stage.peak_memory else None,

@@ -113,7 +113,9 @@ class RecipeRun:
         kw = stage.model_dump(exclude={"type", "guard"})
         layers = kw.pop("layers")
         before = copy.deepcopy(self.model) if stage.guard.enabled else None
-        plan = prune(self.model, layers=int(layers) if layers >= 1 else layers, calibration=self.calibration(), **kw)
+        layers = int(layers) if layers >= 1 else layers
+        # the guard's copy doubles as the refit's dense reference (one copy, not two)
+        plan = prune(self.model, layers=layers, calibration=self.calibration(), dense=before, **kw)
         return {**plan.summary, "fidelity": guard.check(self, "prune", before, self.model, stage.guard)}
 
     def sparsify(self, stage) -> dict:
