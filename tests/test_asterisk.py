@@ -63,7 +63,7 @@ def test_missing_ffmpeg_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setattr(asterisk.shutil, "which", lambda tool: None)
     with pytest.raises(CompressError, match="needs ffmpeg.*pip install imageio-ffmpeg"):
         assets.fetch("asterisk-prompts")
-    assert not list(tmp_path.iterdir())  # nothing half-fetched
+    assert [p.name for p in tmp_path.iterdir()] == [".asterisk-prompts.lock"]  # nothing half-fetched
 
 
 @pytest.mark.asset

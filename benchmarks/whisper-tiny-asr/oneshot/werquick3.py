@@ -1,33 +1,59 @@
 # ruff: noqa  (kept exactly as run, a quick throw-away check)
 """One-shot WER of pruning settings on a few real clips (no timing): asterisk validation + pocketsphinx."""
+
 import copy, json, sys, torch, transformers as T, compress
 from compress import assets
 from compress.evaluate.speech import transcribe_features, wer
 from compress.distill.data import collate
+
 torch.set_num_threads(1)
 folder = assets.fetch("whisper-tiny-en")
-dense = compress.load(folder).eval(); p = T.AutoProcessor.from_pretrained(folder)
-data = assets.load("asterisk-prompts"); fe = p.feature_extractor
+dense = compress.load(folder).eval()
+p = T.AutoProcessor.from_pretrained(folder)
+data = assets.load("asterisk-prompts")
+fe = p.feature_extractor
 val = data["validation"][:10] + assets.load("pocketsphinx-utterances")["test"][:5]
 vf = fe([r["audio"] for r in val], sampling_rate=16000, return_tensors="pt").input_features
 refs = [r["text"] for r in val]
 cal_rows = [r for r in data["train"] if r["clean"]][:12]
+
+
 def ex(r):
-    return {"input_features": fe([r["audio"]], sampling_rate=16000, return_tensors="pt").input_features[0], "labels": torch.tensor(p.tokenizer(r["text"]).input_ids[1:])}
-cal = [collate([ex(r) for r in cal_rows[i:i+6]]) for i in range(0, len(cal_rows), 6)]
+    return {
+        "input_features": fe([r["audio"]], sampling_rate=16000, return_tensors="pt").input_features[0],
+        "labels": torch.tensor(p.tokenizer(r["text"]).input_ids[1:]),
+    }
+
+
+cal = [collate([ex(r) for r in cal_rows[i : i + 6]]) for i in range(0, len(cal_rows), 6)]
+
+
 def score(m):
     h = transcribe_features(m, p, vf, 8, 64)
     return round(wer(refs[:10], h[:10]), 4), round(wer(refs[10:], h[10:]), 4)
+
+
 print("dense", score(dense), "(skipped: seen before)", flush=True) if False else None
-ENC = ["encoder.0", "encoder.1", "encoder.2", "encoder.3"]; DEC = ["decoder.0", "decoder.1", "decoder.2", "decoder.3"]
+ENC = ["encoder.0", "encoder.1", "encoder.2", "encoder.3"]
+DEC = ["decoder.0", "decoder.1", "decoder.2", "decoder.3"]
 CONFIGS = {
- "enc h33 no-refit": [dict(heads=0.34, protect=DEC, reconstruct=False)],
- "enc h33 m25 no-refit": [dict(heads=0.34, mlp=0.25, protect=DEC, reconstruct=False)],
- "enc m25 + dec m25 refit": [dict(mlp=0.25, protect=DEC), dict(mlp=0.25, protect=ENC)],
+    "enc h33 no-refit": [dict(heads=0.34, protect=DEC, reconstruct=False)],
+    "enc h33 m25 no-refit": [dict(heads=0.34, mlp=0.25, protect=DEC, reconstruct=False)],
+    "enc m25 + dec m25 refit": [dict(mlp=0.25, protect=DEC), dict(mlp=0.25, protect=ENC)],
 }
 for name, steps in CONFIGS.items():
     m = copy.deepcopy(dense)
     for kw in steps:
         compress.prune(m, calibration=cal, **kw)
     q = compress.quantize(copy.deepcopy(m), method="int8-dynamic", granularity="per-tensor")
-    print(json.dumps({"name": name, "wer (asterisk val10, pocketsphinx5)": score(m), "int8": score(q), "params": sum(x.numel() for x in m.parameters())}), flush=True)
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "wer (asterisk val10, pocketsphinx5)": score(m),
+                "int8": score(q),
+                "params": sum(x.numel() for x in m.parameters()),
+            }
+        ),
+        flush=True,
+    )
