@@ -35,8 +35,10 @@ run() {
     sparsity) "$PY" scripts/bench_sparsity.py --models smollm2 --calibration 32 --seq-len 256 --eval 32 &&
         "$PY" scripts/bench_sparsity.py --models minilm --calibration 64 --seq-len 128 &&
         "$PY" scripts/check_compressed_tensors.py ;;
-    # benchmarks/export/: PyTorch vs ONNX Runtime fp32 / int8, dense and pruned MiniLM (~10 min)
-    export) "$PY" scripts/bench_export.py --threads 1 --json benchmarks/export/results.json ;;
+    # benchmarks/export/: PyTorch vs ONNX Runtime fp32 / int8, the demo's teacher and its distilled model (~10 min;
+    # run after minilm-sentiment, whose models it reads)
+    export) "$PY" scripts/bench_export.py --threads 2 --teacher out/reproduce/minilm-sentiment/01-train/model \
+        --student out/reproduce/minilm-sentiment/03-distill/model --json benchmarks/export/results.json ;;
     # benchmarks/whisper_multilingual/: whisper-base with data.language vs plain transformers (~15 min)
     whisper_multilingual) "$PY" scripts/check_whisper_multilingual.py --steps 8 ;;
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
@@ -47,7 +49,7 @@ run() {
     esac
 }
 
-ALL=(distill distill-1500 quantize peers results-md repair sparsity export whisper_multilingual minilm-sentiment minilm-embeddings vit-fashion-mnist
+ALL=(distill distill-1500 quantize peers results-md repair sparsity whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
     whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
