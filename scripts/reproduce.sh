@@ -39,6 +39,9 @@ run() {
     # run after minilm-sentiment, whose models it reads)
     export) "$PY" scripts/bench_export.py --threads 2 --teacher out/reproduce/minilm-sentiment/01-train/model \
         --student out/reproduce/minilm-sentiment/03-distill/model --json benchmarks/export/results.json ;;
+    # benchmarks/int8_guard/: int8 per-tensor vs per-token on SmolLM2 as a base LM, the quantize guard and
+    # `granularity: auto` (~10 min), then its README.md from results.json
+    int8_guard) "$PY" scripts/bench_int8_guard.py && "$PY" scripts/int8_guard_report.py ;;
     # benchmarks/whisper_multilingual/: whisper-base with data.language vs plain transformers (~15 min)
     whisper_multilingual) "$PY" scripts/check_whisper_multilingual.py --steps 8 ;;
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
@@ -49,7 +52,7 @@ run() {
     esac
 }
 
-ALL=(distill distill-1500 quantize peers results-md repair sparsity whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
+ALL=(distill distill-1500 quantize peers results-md repair sparsity int8_guard whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
     whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
