@@ -1,5 +1,10 @@
-# ruff: noqa  (kept exactly as run, a quick throw-away check)
-"""One-shot WER of pruning settings on a few real clips (no timing): asterisk validation + pocketsphinx."""
+# ruff: noqa  (a quick throw-away check, kept as run)
+"""One-shot WER of pruning settings on a few real clips (no timing): asterisk validation + pocketsphinx.
+
+    PYTHONPATH=. python benchmarks/whisper-tiny-asr/oneshot/werquick.py 1 > werquick.jsonl   # also 2, 3
+
+Set 1 also scores the dense model first (a plain `dense (...)` line). The three sets were first run as three copies
+of this script that differed only in CONFIGS and that line."""
 
 import copy, json, sys, torch, transformers as T, compress
 from compress import assets
@@ -33,16 +38,31 @@ def score(m):
     return round(wer(refs[:10], h[:10]), 4), round(wer(refs[10:], h[10:]), 4)
 
 
-print("dense", score(dense), flush=True)
 ENC = ["encoder.0", "encoder.1", "encoder.2", "encoder.3"]
 DEC = ["decoder.0", "decoder.1", "decoder.2", "decoder.3"]
-CONFIGS = {
-    "dec h50 m50": [dict(heads=0.5, mlp=0.5, protect=ENC)],
-    "dec h50 m50 + enc h33 m50": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(heads=0.34, mlp=0.5, protect=DEC)],
-    "dec h50 m50 + enc m50": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(mlp=0.5, protect=DEC)],
-    "dec h50 m50 + enc h33": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(heads=0.34, protect=DEC)],
+SETS = {
+    "1": {
+        "dec h50 m50": [dict(heads=0.5, mlp=0.5, protect=ENC)],
+        "dec h50 m50 + enc h33 m50": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(heads=0.34, mlp=0.5, protect=DEC)],
+        "dec h50 m50 + enc m50": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(mlp=0.5, protect=DEC)],
+        "dec h50 m50 + enc h33": [dict(heads=0.5, mlp=0.5, protect=ENC), dict(heads=0.34, protect=DEC)],
+    },
+    "2": {
+        "dense int8": [],
+        "enc h33": [dict(heads=0.34, protect=DEC)],
+        "enc h33 m25": [dict(heads=0.34, mlp=0.25, protect=DEC)],
+        "enc h33 m25 + dec m25": [dict(heads=0.34, mlp=0.25, protect=DEC), dict(mlp=0.25, protect=ENC)],
+    },
+    "3": {
+        "enc h33 no-refit": [dict(heads=0.34, protect=DEC, reconstruct=False)],
+        "enc h33 m25 no-refit": [dict(heads=0.34, mlp=0.25, protect=DEC, reconstruct=False)],
+        "enc m25 + dec m25 refit": [dict(mlp=0.25, protect=DEC), dict(mlp=0.25, protect=ENC)],
+    },
 }
-for name, steps in CONFIGS.items():
+which = sys.argv[1] if len(sys.argv) > 1 else "1"
+if which == "1":
+    print("dense", score(dense), flush=True)
+for name, steps in SETS[which].items():
     m = copy.deepcopy(dense)
     for kw in steps:
         compress.prune(m, calibration=cal, **kw)
