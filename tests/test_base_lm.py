@@ -5,13 +5,12 @@ are refused up front with one line naming the field."""
 import json
 
 import pytest
-import yaml
 
 import compress
 from compress.distill import sequence
 from compress.errors import CompressError
 from compress.recipe.runner import run_recipe
-from tiny import make, sentences, word_tokenizer
+from tiny import make, sentences, word_tokenizer, write_recipe
 
 
 def base_tokenizer():
@@ -32,21 +31,8 @@ def recipe(tmp_path, texts, family, stages) -> str:
     tmp_path.mkdir(exist_ok=True)
     model, _ = make(family)
     compress.save(model, tmp_path / "m", tokenizer=base_tokenizer())
-    raw = {
-        "name": f"base-{family}",
-        "model": str(tmp_path / "m"),
-        "task": "causal-lm",
-        "data": {
-            "source": "text",
-            "files": {"train": str(texts / "train.txt"), "test": str(texts / "test.txt")},
-            "calibration_size": 16,
-            "eval_size": 16,
-            "max_length": 16,
-        },
-        "stages": stages,
-    }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return tmp_path / "r.yaml"
+    files = {"train": texts / "train.txt", "test": texts / "test.txt"}
+    return write_recipe(tmp_path / "r.yaml", f"base-{family}", tmp_path / "m", "causal-lm", files, stages, eval_size=16)
 
 
 EVALUATE = {

@@ -11,7 +11,7 @@ import torch
 
 import compress
 from compress.errors import CompressError
-from tiny import first_output, inputs, make, word_tokenizer
+from tiny import first_output, inputs, make, word_tokenizer, write_recipe
 
 pytest.importorskip("onnxruntime", reason="needs the compress[onnx] extra")
 import onnxruntime as ort  # noqa: E402
@@ -170,23 +170,8 @@ def recipe_assets(tmp_path_factory):
 
 
 def _recipe_file(root, tmp_path, stages):
-    import yaml
-
-    recipe = {
-        "name": "tiny-export",
-        "model": str(root / "model"),
-        "task": "text-classification",
-        "data": {
-            "source": "csv",
-            "files": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
-            "calibration_size": 16,
-            "eval_size": 24,
-            "max_length": 16,
-        },
-        "stages": stages,
-    }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return tmp_path / "r.yaml"
+    files = {"train": root / "train.csv", "test": root / "test.csv"}
+    return write_recipe(tmp_path / "r.yaml", "tiny-export", root / "model", "text-classification", files, stages)
 
 
 @pytest.mark.slow

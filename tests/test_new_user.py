@@ -22,7 +22,7 @@ import yaml
 
 import compress
 from compress.errors import CompressError
-from tiny import hub_style_encoder, make, sentences
+from tiny import hub_style_encoder, make, sentences, write_recipe
 
 NAMES = ("ham", "spam")
 METRIC = '''"""Share of predictions equal to their reference (what accuracy is), as an `evaluate` metric."""
@@ -60,31 +60,20 @@ def hub_run(tmp_path_factory):
     _csv(root / "test.csv", 24, 1)
     (root / "exact_share").mkdir()
     (root / "exact_share" / "exact_share.py").write_text(METRIC)
-    recipe = {
-        "name": "spam",
-        "model": str(root / "st-model"),
-        "task": "text-classification",
-        "data": {
-            "source": "csv",
-            "files": {"train": str(root / "train.csv"), "test": str(root / "test.csv")},
-            "calibration_size": 16,
-            "eval_size": 24,
-            "max_length": 16,
+    stages = [
+        {"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
+        {"prune": {"mlp": 0.5}},
+        {
+            "evaluate": {
+                "repeats": 3,
+                "latency_batch_sizes": [1, 4],
+                "peak_memory": False,
+                "metrics": [str(root / "exact_share")],
+            }
         },
-        "stages": [
-            {"train": {"steps": 6, "batch_size": 8, "lr": 1e-2, "last_layers": 1}},
-            {"prune": {"mlp": 0.5}},
-            {
-                "evaluate": {
-                    "repeats": 3,
-                    "latency_batch_sizes": [1, 4],
-                    "peak_memory": False,
-                    "metrics": [str(root / "exact_share")],
-                }
-            },
-        ],
-    }
-    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    ]
+    files = {"train": root / "train.csv", "test": root / "test.csv"}
+    write_recipe(root / "recipe.yaml", "spam", root / "st-model", "text-classification", files, stages)
     env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY",)}  # the library's defaults
     env.update(COMPRESS_PROGRESS="0", HF_HUB_OFFLINE="1")
     done = subprocess.run(

@@ -231,3 +231,16 @@ def hub_style_encoder(path, family: str = "bert") -> None:
     config = json.loads((Path(path) / "config.json").read_text())
     config["architectures"] = [f"{type(encoder).__name__.removesuffix('Model')}ForMaskedLM"]
     (Path(path) / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def write_recipe(path, name: str, model, task: str, files: dict, stages: list, **data):
+    """A recipe over local train / test files (csv or plain text, from the suffix) at `path`; `data` overrides the
+    small defaults. Returns `path`."""
+    import yaml
+
+    source = "csv" if str(next(iter(files.values()))).endswith(".csv") else "text"
+    spec = {"source": source, "files": {k: str(v) for k, v in files.items()}}
+    spec.update({"calibration_size": 16, "eval_size": 24, "max_length": 16, **data})
+    raw = {"name": name, "model": str(model), "task": task, "data": spec, "stages": stages}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
