@@ -231,3 +231,18 @@ def test_espeak_plan_is_seeded_and_split_by_voice_and_sentence():
     assert not {r["voice"] for r in kw["train"]} & {r["voice"] for r in kw["test"]}
     st = plan["sentences"]
     assert not {r["text"] for r in st["train"]} & {r["text"] for r in st["test"]}
+
+
+def test_whisper_length_warning_is_dropped_and_others_kept(caplog):
+    import logging
+
+    import compress.evaluate.speech  # noqa: F401  (installs the filter)
+
+    log = logging.getLogger("transformers.generation.utils")
+    log.addHandler(caplog.handler)  # transformers' loggers do not propagate to the root logger
+    try:
+        log.warning("Both `max_new_tokens` (=64) and `max_length`(=448) seem to have been set.")
+        log.warning("another warning")
+    finally:
+        log.removeHandler(caplog.handler)
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
