@@ -241,7 +241,8 @@ def test_whisper_length_warning_is_dropped_and_others_kept():
     log = logging.getLogger("transformers.generation.utils")
     records, handler = [], logging.Handler()
     handler.emit = records.append  # on the logger itself: other tests may turn transformers' propagation off
-    level, log.level = log.level, logging.WARNING  # the tests run with TRANSFORMERS_VERBOSITY=error
+    level = log.level
+    log.setLevel(logging.WARNING)  # the tests run with TRANSFORMERS_VERBOSITY=error (setLevel: clears the cache)
     log.addHandler(handler)
     try:
         log.warning("Both `max_new_tokens` (=64) and `max_length`(=448) seem to have been set.")
