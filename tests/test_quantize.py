@@ -8,16 +8,20 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 import transformers as T
 from safetensors import safe_open
 
 import compress
 import tiny
-from compress.quantize import METHODS, Method, list_methods, register_method
+from compress.quantize import METHODS, Method, int8_dynamic, list_methods, register_method
 from tiny import first_output, inputs, make
 
 # relative error vs fp32 allowed per method on the unit-scale tiny models (4-bit is coarse by nature: 16 levels)
-TOLERANCE = {"bf16": 0.03, "fp16": 0.005, "int8-dynamic": 0.06, "bnb-int8": 0.06, "bnb-nf4": 0.45, "bnb-fp4": 0.45}
+INT8_8BIT = 0.06  # int8-dynamic with 8-bit activations
+# Without VNNI the fused int8 kernel (per-tensor, and per-token where torch has it) gets 7-bit activations: twice the step
+INT8 = INT8_8BIT * (2 if int8_dynamic._fused_reduce_range() and int8_dynamic.per_tensor_usable() else 1)
+TOLERANCE = {"bf16": 0.03, "fp16": 0.005, "int8-dynamic": INT8, "bnb-int8": 0.06, "bnb-nf4": 0.45, "bnb-fp4": 0.45}
 # bytes of the quantized layers' tensors / their fp32 bytes
 BYTES_RATIO = {"int8-dynamic": 0.35, "bnb-int8": 0.35, "bnb-nf4": 0.2, "bnb-fp4": 0.2}
 
@@ -213,8 +217,6 @@ def test_int8_per_tensor_runs_both_cpu_paths():
     """Without VNNI the per-tensor kernel gets 7-bit activations (reduce_range): both settings are forced here, on
     any CPU; they give different outputs (the flag reaches the kernel), each close to fp32 where the CPU can run it
     without int16 saturation."""
-    from compress.quantize import int8_dynamic
-
     model, kind = make("bert")
     ref = run_model(model, kind)
     q = compress.quantize(model, "int8-dynamic", granularity="per-tensor")
@@ -228,8 +230,31 @@ def test_int8_per_tensor_runs_both_cpu_paths():
             outs[reduce_range] = run_model(q, kind)
         assert torch.isfinite(outs[reduce_range]).all()
         if reduce_range or torch.cpu._is_vnni_supported():  # 7-bit activations: twice the quantization step
-            assert rel_err(outs[reduce_range], ref) < TOLERANCE["int8-dynamic"] * (2 if reduce_range else 1)
+            assert rel_err(outs[reduce_range], ref) < INT8_8BIT * (2 if reduce_range else 1)
     assert not torch.equal(outs[True], outs[False])
+
+
+def test_int8_per_token_fused_and_int_mm_paths_keep_each_token_exact():
+    """per-token runs on the fused per-call kernel after scaling every row into [-1, 1] (`torch._int_mm` without an x86
+    engine): both paths are forced here. With one token 1000x louder than the rest, per-tensor loses the quiet tokens
+    and neither per-token path does; the fused one is not just `_per_tensor` again (that would fail the first check)."""
+    from compress.quantize.int8_dynamic import Int8Linear
+
+    torch.manual_seed(0)
+    dense = nn.Linear(64, 48)
+    x = torch.randn(16, 64)
+    x[0] *= 1000
+    with torch.no_grad():
+        ref = dense(x)[1:]
+        layers = {g: Int8Linear.from_float(dense, g) for g in ("per-token", "per-tensor")}
+        got = {
+            "fused": layers["per-token"]._per_token_fused(x)[1:],
+            "int_mm": layers["per-token"]._per_token_int_mm(x)[1:],
+            "per-tensor": layers["per-tensor"]._per_tensor(x)[1:],
+        }
+    assert rel_err(got["per-tensor"], ref) > 0.3
+    assert rel_err(got["fused"], ref) < 0.03 and rel_err(got["int_mm"], ref) < 0.02
+    assert not torch.equal(got["fused"], got["int_mm"])
 
 
 @pytest.mark.parametrize("granularity", ["per-token", "per-tensor"])
