@@ -47,7 +47,7 @@ run() {
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
     minilm-sentiment | minilm-embeddings | whisper-tiny-asr) recipe "$1" ;;
     vit-fashion-mnist) OMP_NUM_THREADS=1 recipe "$1" ;;
-    smollm2-chat) recipe "$1" --set threads=1 ;;
+    smollm2-chat) recipe "$1" ;;
     *) echo "unknown table: $1" >&2 && exit 2 ;;
     esac
 }
