@@ -150,7 +150,7 @@ def test_granularity_auto_uses_fidelity_not_speed_alone(monkeypatch):
 
 
 def test_auto_warns_when_the_kernel_it_keeps_is_slower_than_float(monkeypatch):
-    """On a CPU without VNNI, per-token (`torch._int_mm`) measured 21x slower than per-tensor on SmolLM2: the accurate
+    """On a CPU without VNNI, per-token on `torch._int_mm` (no x86 engine) is many times slower than float: the accurate
     kernel the guard keeps can be slower than not quantizing at all, and the user must hear it."""
     slow = lambda models, *a, **k: {"per-tensor": 0.001, "per-token": 0.021, "float": 0.002}  # noqa: E731
     monkeypatch.setattr("compress.stats.latency_side_by_side", slow)

@@ -19,7 +19,7 @@ from tiny import first_output, inputs, make
 
 # relative error vs fp32 allowed per method on the unit-scale tiny models (4-bit is coarse by nature: 16 levels)
 INT8_8BIT = 0.06  # int8-dynamic with 8-bit activations
-# Without VNNI the fused int8 kernel (per-tensor, and per-token where torch has it) gets 7-bit activations: twice the step
+# without VNNI the fused int8 kernel (per-tensor; per-token too where torch has it) gets 7-bit activations: 2x step
 INT8 = INT8_8BIT * (2 if int8_dynamic._fused_reduce_range() and int8_dynamic.per_tensor_usable() else 1)
 TOLERANCE = {"bf16": 0.03, "fp16": 0.005, "int8-dynamic": INT8, "bnb-int8": 0.06, "bnb-nf4": 0.45, "bnb-fp4": 0.45}
 # bytes of the quantized layers' tensors / their fp32 bytes

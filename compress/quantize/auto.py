@@ -8,7 +8,7 @@ example (batch 1, interleaved, median), compares each with the float model on th
 (`compress.evaluate.fidelity`), and keeps the faster one within the quantize stage's limits (per-token if neither
 is). What it saw goes into the checkpoint's record (`config.compress["quantization"]["granularity_auto"]`).
 The float model is timed beside them: a kept kernel slower than float (per-token on `torch._int_mm`, the fallback
-without an x86 quantized engine, was 21x slower than per-tensor on SmolLM2 without VNNI) gets a one-line warning.
+without an x86 quantized engine, is many times slower than float on a CPU without VNNI) gets a one-line warning.
 """
 
 from __future__ import annotations

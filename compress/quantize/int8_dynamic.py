@@ -6,13 +6,13 @@ layer takes a quarter of its fp32 bytes on disk and in memory. Two kernels, chos
     per-token   one activation scale per token (row).                                     More accurate.
     per-tensor  one activation scale per call; torch's fused dynamic-quantized linear        Faster on CPU.
                 (fbgemm / oneDNN), prepacked from the int8 weight on first use.
+    auto        (default) the faster of the two that the model's accuracy allows, decided on calibration data
+                by timing both and checking their fidelity (`auto.py`); per-token when there is no data.
 
 per-token runs on the same fused kernel where torch has it: each row is divided by its own absolute maximum first, so
 the one scale of the call fits every row, and the output rows are multiplied back (the layer is linear; the bias is
-added after). `torch._int_mm` is the fallback without an x86 quantized engine: on a CPU without VNNI it measured 40x
-slower than the fused kernel on a SmolLM2 MLP layer, and slower than fp32.
-    auto        (default) the faster of the two that the model's accuracy allows, decided on calibration data
-                by timing both and checking their fidelity (`auto.py`); per-token when there is no data.
+added after). `torch._int_mm` is the fallback without an x86 quantized engine: on a CPU without VNNI it runs many
+times slower than the fused kernel, and slower than fp32.
 
 `embeddings=True` also stores the input token-embedding table as int8 rows with one scale each (`Int8Embedding`): in a
 small encoder that table is most of the bytes (MiniLM: 47.7 of 90.9 MB). Skipped when it is tied to the output layer.
