@@ -47,7 +47,9 @@ run() {
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
     minilm-sentiment | minilm-embeddings | whisper-tiny-asr) recipe "$1" ;;
     vit-fashion-mnist) OMP_NUM_THREADS=1 recipe "$1" ;;
-    smollm2-chat) recipe "$1" ;;
+    # smollm2-chat also gets its plain-transformers load check and Hamlet perplexity (scripts/check_smollm2.py)
+    smollm2-chat) recipe "$1" && "$PY" scripts/check_smollm2.py out/reproduce/smollm2-chat &&
+        cp out/reproduce/smollm2-chat/check_smollm2.json benchmarks/smollm2-chat/ ;;
     *) echo "unknown table: $1" >&2 && exit 2 ;;
     esac
 }

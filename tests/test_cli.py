@@ -1,22 +1,10 @@
 """The CLI: prune / inspect work; bad input gives one line naming the field, exit code 2, and writes nothing."""
 
-import subprocess
-import sys
-
 import pytest
 
 import compress
 from tiny import make, word_tokenizer
-
-
-def run(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "compress.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )
+from tiny import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 PyTorch (1e-4) at batch sizes and lengths other than the traced ones; int8 export; bad input is refused cleanly."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 import compress
 from compress.errors import CompressError
-from tiny import first_output, inputs, make, word_tokenizer, write_recipe
+from tiny import first_output, inputs, make, run_cli, word_tokenizer, write_recipe
 
 pytest.importorskip("onnxruntime", reason="needs the compress[onnx] extra")
 import onnxruntime as ort  # noqa: E402
@@ -100,16 +99,7 @@ def test_a_graph_off_by_more_than_the_tolerance_is_refused(tmp_path):
 
 
 def _cli(*args, block=None):
-    code = "import sys\n"
-    if block:
-        code += f"sys.modules[{block!r}] = None\n"
-    code += "from compress.cli import main\nsys.argv = ['compress', *sys.argv[1:]]\nmain()\n"
-    return subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )
+    return run_cli(*args, prelude=f"sys.modules[{block!r}] = None" if block else "")
 
 
 @pytest.fixture(scope="module")

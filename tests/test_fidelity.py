@@ -3,8 +3,6 @@ activation channel (the guard and `granularity: auto` pick per-token), fallback 
 weights counted as what they are (parameters, MACs, `compress inspect`)."""
 
 import copy
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -189,8 +187,7 @@ def test_quantized_weights_count_as_weights(method, tmp_path):
     if method != "int8-dynamic":
         return
     compress.save(q, tmp_path / "q", tokenizer=tiny.word_tokenizer())
-    cmd = [sys.executable, "-m", "compress.cli", "inspect", str(tmp_path / "q"), "--seq-len", "16"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"})
+    r = tiny.run_cli("inspect", tmp_path / "q", "--seq-len", "16")
     assert r.returncode == 0, r.stderr
     assert f"parameters: {params:,}" in r.stdout and f"{macs / 1e9:.3f}G" in r.stdout
 
@@ -199,9 +196,7 @@ def test_cli_quantize_auto_with_calibration_texts(tmp_path):
     compress.save(outlier_llama(), tmp_path / "m", tokenizer=tiny.word_tokenizer())
     word = f"w{OUTLIER - 4}"  # the word-level tokenizer's ids 4.. are w0, w1, ...
     (tmp_path / "c.txt").write_text("\n".join(f"{word} {s}" for s in tiny.sentences(16)) + "\n")
-    cmd = [sys.executable, "-m", "compress.cli", "quantize", str(tmp_path / "m"),
-           "--calibration", str(tmp_path / "c.txt"), "--output", str(tmp_path / "q")]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"})
+    r = tiny.run_cli("quantize", tmp_path / "m", "--calibration", tmp_path / "c.txt", "--output", tmp_path / "q")
     assert r.returncode == 0, r.stderr
     assert "(per-token: per-tensor beyond the limits" in r.stdout
     assert compress.load(tmp_path / "q").config.compress["quantization"]["options"]["granularity"] == "per-token"

@@ -2,28 +2,18 @@
 failures give one line and leave the local folder intact, and the token never appears in output."""
 
 import hashlib
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 import compress
 from hub_server import FakeHub
-from tiny import make, sentences, word_tokenizer
+from tiny import make, run_cli, sentences, word_tokenizer
 
 
 def _push(folder, repo, env_extra, *args):
-    env = {"PATH": "/usr/bin:/bin", "COMPRESS_PROGRESS": "0", "HOME": os.environ.get("HOME", "/tmp"), **env_extra}
-    return subprocess.run(
-        [sys.executable, "-m", "compress.cli", "push", str(folder), "--repo", repo, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_cli("push", folder, "--repo", repo, *args, env={"HF_HUB_OFFLINE": "0", **env_extra}, timeout=120)
 
 
 def _digest(folder):
@@ -83,14 +73,8 @@ def test_recipe_push_stage(tmp_path):
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     with FakeHub() as hub:
-        env = {"PATH": "/usr/bin:/bin", "COMPRESS_PROGRESS": "0", "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token}
-        r = subprocess.run(
-            [sys.executable, "-m", "compress.cli", "run", str(tmp_path / "r.yaml"), "--output", str(tmp_path / "out")],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+        env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token}
+        r = run_cli("run", tmp_path / "r.yaml", "--output", tmp_path / "out", env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         files = hub.repos["tester/recipe-out"]
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= set(files)

@@ -2,7 +2,6 @@
 `compress.load`; composes with pruning; skip rules; clean errors (Python and CLI: exit 2, nothing written)."""
 
 import json
-import subprocess
 import sys
 import warnings
 
@@ -15,7 +14,7 @@ from safetensors import safe_open
 import compress
 import tiny
 from compress.quantize import METHODS, Method, int8_dynamic, list_methods, register_method
-from tiny import first_output, inputs, make
+from tiny import first_output, inputs, make, run_cli
 
 # relative error vs fp32 allowed per method on the unit-scale tiny models (4-bit is coarse by nature: 16 levels)
 INT8_8BIT = 0.06  # int8-dynamic with 8-bit activations
@@ -331,20 +330,11 @@ def test_registry():
         register_method(Method("bf16", "dup", METHODS["bf16"].config, METHODS["bf16"].apply))
 
 
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "compress.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={"COMPRESS_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )
-
-
 def test_cli_quantize_and_bad_input(tmp_path):
     model, kind = make("bert")
     compress.prune(model, heads=0.5, mlp=0.5, criterion="magnitude")
     compress.save(model, tmp_path / "pruned")
-    r = cli("quantize", tmp_path / "pruned", "--method", "int8-dynamic", "--output", tmp_path / "q")
+    r = run_cli("quantize", tmp_path / "pruned", "--method", "int8-dynamic", "--output", tmp_path / "q")
     assert r.returncode == 0, r.stderr
     assert "int8-dynamic" in r.stdout and (tmp_path / "q" / "model.safetensors").exists()
     q = compress.load(tmp_path / "q")
@@ -354,7 +344,7 @@ def test_cli_quantize_and_bad_input(tmp_path):
         (["--method", "int3"], "`method`"),
         (["--method", "bf16", "--granularity", "per-token"], "`granularity`"),
     ]:
-        r = cli("quantize", tmp_path / "pruned", *args, "--output", tmp_path / "bad")
+        r = run_cli("quantize", tmp_path / "pruned", *args, "--output", tmp_path / "bad")
         assert r.returncode == 2, (r.stdout, r.stderr)
         assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr  # caught before loading
         if field == "`method`":

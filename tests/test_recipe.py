@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,7 +14,7 @@ from compress.errors import CompressError
 from compress.recipe.load import load_recipe
 from compress.recipe.runner import run_recipe
 from compress.recipe.schema import Recipe
-from tiny import accelerate_launch, make, sentences, word_tokenizer
+from tiny import accelerate_launch, make, run_cli, sentences, word_tokenizer
 
 GOOD = {
     "name": "tiny",
@@ -194,12 +193,7 @@ def test_round_trip(assets_dir, tmp_path):
 
 def test_cli_bad_recipe_exit_2_nothing_written(assets_dir, tmp_path):
     bad = _recipe(assets_dir, tmp_path, stages=[{"prune": {"heads": 2}}])
-    r = subprocess.run(
-        [sys.executable, "-m", "compress.cli", "run", str(bad), "--output", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env={"COMPRESS_PROGRESS": "0", "PATH": "/usr/bin:/bin"},
-    )
+    r = run_cli("run", bad, "--output", tmp_path / "out")
     assert r.returncode == 2 and "stages.0.prune.heads" in r.stderr and "recipe.yaml" in r.stderr
     assert not (tmp_path / "out").exists()
 

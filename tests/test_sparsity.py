@@ -3,8 +3,6 @@ beats the simpler criteria on what it minimises, compact storage reloads exactly
 int8 and distillation (zeros stay zero), and bad input fails with one line naming the field."""
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,7 +17,7 @@ from compress.sparsity import CRITERIA, InputStats, parse_pattern
 from compress.sparsity.criteria import magnitude, sparsegpt, wanda
 from compress.sparsity.storage import pack, unpack
 from compress.stats import weights_size
-from tiny import first_output, inputs, make
+from tiny import first_output, inputs, make, run_cli
 
 PATTERNS = ["unstructured", "2:4", "4:8"]
 
@@ -208,10 +206,6 @@ def test_n_m_on_a_width_that_does_not_fit():
     compress.sparsify(model, pattern="2:4", skip=["*.output.dense"])  # skipping them is the fix the message gives
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True)
-
-
 def test_cli_sparsify_and_bad_input(tmp_path):
     model, _ = make("bert")
     compress.save(model, tmp_path / "m", tokenizer=tiny.word_tokenizer())
@@ -219,15 +213,15 @@ def test_cli_sparsify_and_bad_input(tmp_path):
     out = tmp_path / "out"
     cases = [(["--sparsity", "1.0"], "`sparsity`"), (["--criterion", "wanda"], "`calibration`")]  # rest: Python
     for extra, field in cases:
-        r = _cli("sparsify", str(tmp_path / "m"), "--output", str(out), *extra)
+        r = run_cli("sparsify", str(tmp_path / "m"), "--output", str(out), *extra)
         assert r.returncode == 2 and field in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists()
     odd = T.BertModel(T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                    intermediate_size=42))  # fmt: skip
     compress.save(odd, tmp_path / "odd")
-    r = _cli("sparsify", str(tmp_path / "odd"), "--output", str(out), "--pattern", "2:4")
+    r = run_cli("sparsify", str(tmp_path / "odd"), "--output", str(out), "--pattern", "2:4")
     assert r.returncode == 2 and "`pattern`" in r.stderr and not out.exists()
-    r = _cli("sparsify", str(tmp_path / "m"), "--output", str(out), "--pattern", "2:4", "--criterion", "sparsegpt",
+    r = run_cli("sparsify", str(tmp_path / "m"), "--output", str(out), "--pattern", "2:4", "--criterion", "sparsegpt",
              "--calibration", str(tmp_path / "cal.txt"), "--seq-len", "16")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "sparsegpt" in r.stdout and "MB" in r.stdout

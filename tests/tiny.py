@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
 import transformers as T
 
@@ -244,3 +248,22 @@ def write_recipe(path, name: str, model, task: str, files: dict, stages: list, *
     raw = {"name": name, "model": str(model), "task": task, "data": spec, "stages": stages}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+CLI_ENV = {
+    "COMPRESS_PROGRESS": "0",
+    "HF_HUB_OFFLINE": "1",
+    "PATH": "/usr/bin:/bin",
+    "HOME": os.environ.get("HOME", "/tmp"),
+}
+
+
+def run_cli(*args, env: dict | None = None, prelude: str = "", **kwargs) -> subprocess.CompletedProcess:
+    """`compress ARGS` in a fresh process with a clean environment (no progress bars, the Hub offline; `env` adds or
+    overrides variables). `prelude` is Python run before the CLI starts, e.g. hiding an optional dependency."""
+    cmd = [sys.executable, "-m", "compress.cli"]
+    if prelude:
+        main = "import sys\nfrom compress.cli import main\nsys.argv = ['compress', *sys.argv[1:]]\nmain()\n"
+        cmd = [sys.executable, "-c", f"import sys\n{prelude}\n{main}"]
+    env = {**CLI_ENV, **(env or {})}
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=env, **kwargs)

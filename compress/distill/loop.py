@@ -11,6 +11,7 @@ one process with batch 32 and two with batch 16 see the same examples. Checkpoin
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,15 @@ from ..stats import count_params
 from . import losses
 from .config import DistillConfig
 from .data import TeacherCache, collate, fingerprint, global_batch, to_examples
+
+
+def _not_tied_copy_notice(record: logging.LogRecord) -> bool:
+    """accelerate's `save_state` drops a tied copy (lm_head.weight = the embeddings) and warns at every checkpoint;
+    `load_state` ties it back and the resume is exact (tests/test_distill.py), so the notice would only alarm users."""
+    return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_not_tied_copy_notice)
 
 
 @dataclass
