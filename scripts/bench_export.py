@@ -6,13 +6,16 @@ Models (a sentiment head is trained first, as in the demo recipe: 150 steps, hea
   pruned     50 % heads + 50 % neurons removed one-shot (activation criterion, 256 calibration sentences, bias
              compensation), NOT distilled (`--student DIR` benchmarks another model, e.g. the demo's 03-distill/model;
              `--teacher DIR` skips the training)
-each in PyTorch fp32, exported to ONNX (fp32) and exported with ONNX Runtime dynamic int8 (`compress.export`).
+each in PyTorch fp32, exported to ONNX (fp32) and exported with ONNX Runtime dynamic int8 (`compress.export`), the
+int8 graphs also run with all of ONNX Runtime's fusions ("all fusions" rows; compress's loader leaves out the
+`SLOW_FUSIONS` of compress/export/runtime.py).
 
 Measured:
   - accuracy on the Rotten-Tomatoes test split (1,057 sentences, 64 tokens), every model run in its own runtime;
-  - latency at batch 1 and batch 32 (64 tokens): all six models timed side by side, interleaved in every round
-    (`compress.stats.latency_side_by_side`), median of `--repeats`; the whole measurement is repeated `--rounds`
-    times and the median of the rounds' medians reported, as a speed-up over dense PyTorch fp32;
+  - latency at batch 1 and batch 32 (64 tokens): all models timed side by side, interleaved in every round
+    (`compress.stats.latency_side_by_side`), each timed call after `--settle` untimed calls of the same model (as in
+    a serving loop), median of `--repeats`; the whole measurement is repeated `--rounds` times and the median of
+    the rounds' medians reported, as a speed-up over dense PyTorch fp32;
   - size on disk: safetensors (PyTorch) or the .onnx file; export seconds and the verified max |ORT - PyTorch|.
 
 ONNX Runtime sessions run with `torch.get_num_threads()` threads and `allow_spinning=0` (see STACK.md).
@@ -43,7 +46,7 @@ from compress import assets  # noqa: E402
 from compress.data import text_batches  # noqa: E402
 from compress.distill.train import train  # noqa: E402
 from compress.evaluate.tasks import classification  # noqa: E402
-from compress.export.runtime import load_exported  # noqa: E402
+from compress.export.runtime import SLOW_FUSIONS, load_exported  # noqa: E402
 from compress.stats import latency_side_by_side, weights_size  # noqa: E402
 
 MAX_LEN = 64
@@ -76,6 +79,7 @@ def main() -> None:
     ap.add_argument("--student", help="a compressed model folder to use instead of the one-shot pruned teacher")
     ap.add_argument("--repeats", type=int, default=9, help="timed calls per model per round (median)")
     ap.add_argument("--rounds", type=int, default=3, help="side-by-side rounds (median of medians)")
+    ap.add_argument("--settle", type=int, default=1, help="untimed calls of a model before each timed one")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -114,6 +118,8 @@ def main() -> None:
                 seconds = time.perf_counter() - t0
                 v = out["verification"]
                 models[name] = load_exported(folder / name.split()[-1])
+                if int8:  # the same graph with every ONNX Runtime fusion, SLOW_FUSIONS included
+                    models[f"{name}, all fusions"] = load_exported(folder / "int8", disabled=[])
                 info[name] = {
                     "size_bytes": out["size_bytes"]["onnx"],
                     "export_seconds": round(seconds, 1),
@@ -121,13 +127,16 @@ def main() -> None:
                     **({"int8_max_abs_diff": v["int8"]["max_abs_diff"],
                         "int8_argmax_agreement_calibration": v["int8"]["argmax_agreement"]} if int8 else {}),
                 }  # fmt: skip
+        for name in [n for n in models if n.endswith("all fusions")]:
+            info[name] = {**info[name.split(",")[0]], "disabled_fusions": []}
         for name, m in models.items():
             info[name].update(classification(m, evalb))
         texts = [t for t, _ in test[:32]]
         timings = {}
         for bs in (1, 32):
             x = fixed_batch(tok, texts, bs)
-            rounds = [latency_side_by_side(models, x, repeats=args.repeats) for _ in range(args.rounds)]
+            rounds = [latency_side_by_side(models, x, repeats=args.repeats, settle=args.settle)
+                      for _ in range(args.rounds)]  # fmt: skip
             timings[bs] = {n: statistics.median(r[n] for r in rounds) for n in models}
     base = {bs: timings[bs]["dense PyTorch fp32"] for bs in timings}
     rows = []
@@ -144,7 +153,9 @@ def main() -> None:
         else f"teacher from {args.teacher}",
         "pruned": student_label,
         "eval": f"Rotten-Tomatoes test, {len(test)} sentences, {MAX_LEN} tokens",
-        "latency": f"{MAX_LEN} tokens, batch 1 and 32; median of {args.rounds} side-by-side rounds x {args.repeats}",
+        "latency": f"{MAX_LEN} tokens, batch 1 and 32; median of {args.rounds} side-by-side rounds x {args.repeats}, "
+        f"{args.settle} untimed call(s) before each timed one",
+        "ort_disabled_fusions": SLOW_FUSIONS,
         "threads": args.threads,
         "machine": {
             "cpu": _cpu(),
@@ -155,9 +166,9 @@ def main() -> None:
         "versions": {n: __import__(n).__version__ for n in ("torch", "transformers", "onnx", "onnxruntime")},
         "rows": rows,
     }
-    print(f"{'model':22} {'accuracy':>8} {'MB':>7} {'b1 ms':>7} {'b1 x':>6} {'b32 ms':>8} {'b32 x':>6}")
+    print(f"{'model':34} {'accuracy':>8} {'MB':>7} {'b1 ms':>7} {'b1 x':>6} {'b32 ms':>8} {'b32 x':>6}")
     for r in rows:
-        print(f"{r['name']:22} {r['accuracy']:8.4f} {r['size_bytes'] / 1e6:7.1f} {r['latency_b1_ms']:7.2f} "
+        print(f"{r['name']:34} {r['accuracy']:8.4f} {r['size_bytes'] / 1e6:7.1f} {r['latency_b1_ms']:7.2f} "
               f"{r['speedup_b1']:6.2f} {r['latency_b32_ms']:8.1f} {r['speedup_b32']:6.2f}")  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

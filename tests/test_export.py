@@ -15,7 +15,7 @@ from tiny import first_output, inputs, make, run_cli, word_tokenizer, write_reci
 pytest.importorskip("onnxruntime", reason="needs the compress[onnx] extra")
 import onnxruntime as ort  # noqa: E402
 
-from compress.export.runtime import load_exported  # noqa: E402
+from compress.export.runtime import feed, load_exported  # noqa: E402
 
 ENCODERS = ["bert", "distilbert", "mpnet", "vit", "wav2vec2"]  # one model per adapter that exports
 
@@ -213,3 +213,46 @@ def test_recipe_with_an_export_stage_needs_the_extra(monkeypatch):
     base = {"name": "x", "model": "m", "task": "text-classification", "data": {"source": "csv"}}
     with pytest.raises(ValueError, match=r"needs the `compress\[onnx\]` extra \(missing: onnxscript\)"):
         Recipe(**base, stages=[{"export": {"int8": True}}])
+
+
+@pytest.mark.slow
+def test_attention_is_one_node_stays_float_in_int8_and_slow_fusions_are_left_out(tmp_path):
+    import onnx
+
+    from compress.export.runtime import SLOW_FUSIONS, session
+
+    model, kind = make("bert")
+    info = compress.export(model, tmp_path / "q", int8=True)
+    assert info["opset"] == 23
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "q" / "model.onnx")).graph.node]
+    assert ops.count("Attention") == model.config.num_hidden_layers and "QAttention" not in ops
+    assert "Softmax" not in ops  # no attention spelled out beside the fused nodes
+    # compress's sessions leave SkipLayerNormalization unfused (ONNX Runtime's defaults fuse it): same outputs
+    fused = {}
+    for disabled in (SLOW_FUSIONS, []):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"optimized{len(disabled)}.onnx")
+        ort.InferenceSession(str(tmp_path / "q" / "model.onnx"), so, disabled_optimizers=disabled)
+        fused[len(disabled)] = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+    assert "SkipLayerNormalization" in fused[0] and "SkipLayerNormalization" not in fused[1]
+    x = inputs(kind, batch=2, seq=9, seed=3)
+    ours, everything = session(tmp_path / "q" / "model.onnx"), session(tmp_path / "q" / "model.onnx", disabled=[])
+    a, b = (s.run(None, feed(s, x))[0] for s in (ours, everything))
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_settle_calls_run_untimed_before_each_timed_call():
+    from compress.stats import latency_side_by_side
+
+    calls = {"a": 0, "b": 0}
+    models = {name: torch.nn.Identity() for name in calls}
+    order = []
+
+    def call(m):
+        name = next(n for n, v in models.items() if v is m)
+        calls[name] += 1
+        order.append(name)
+
+    seconds = latency_side_by_side(models, repeats=3, warmup=1, call=call, settle=2)
+    assert calls == {"a": 12, "b": 12} and set(seconds) == {"a", "b"}
+    assert order[:6] == ["a"] * 3 + ["b"] * 3  # each model's settle calls come right before its timed call

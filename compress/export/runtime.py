@@ -8,7 +8,10 @@ missing `token_type_ids` is zeros), runs the session and returns a transformers 
 `last_hidden_state` (torch tensors), so `out[0]` and `out.logits` work as with the PyTorch model.
 
 Sessions use `torch.get_num_threads()` intra-op threads and `session.intra_op.allow_spinning = 0`: ONNX Runtime's
-spinning threads otherwise keep the cores busy between calls and slow down PyTorch models timed beside it.
+spinning threads otherwise keep the cores busy between calls and slow down PyTorch models timed beside it. They also
+leave out ONNX Runtime 1.32's `SkipLayerNormFusion`: on this project's AMD EPYC its fused `SkipLayerNormalization`
+kernel was several times slower than the `Add` + `LayerNormalization` it replaces (ORT's profiler, MiniLM at batch 1);
+the "all fusions" rows of benchmarks/export (scripts/bench_export.py) time the same graphs with it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ from ..errors import CompressError
 _NUMPY = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
-def session(file: str | Path, threads: int | None = None):
-    """An `onnxruntime.InferenceSession` on the CPU that shares the cores politely (no spinning between calls)."""
+SLOW_FUSIONS = ["SkipLayerNormFusion"]  # see the module docstring
+
+
+def session(file: str | Path, threads: int | None = None, disabled: list[str] | None = None):
+    """An `onnxruntime.InferenceSession` on the CPU that shares the cores politely (no spinning between calls),
+    without the graph fusions in `disabled` (default `SLOW_FUSIONS`)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -35,7 +42,8 @@ def session(file: str | Path, threads: int | None = None):
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3  # errors only: constant-folding notes are not the user's concern
-    return ort.InferenceSession(str(file), so, providers=["CPUExecutionProvider"])
+    disabled = SLOW_FUSIONS if disabled is None else disabled
+    return ort.InferenceSession(str(file), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
 
 def feed(sess, inputs: dict) -> dict[str, np.ndarray]:
@@ -55,13 +63,13 @@ def feed(sess, inputs: dict) -> dict[str, np.ndarray]:
 class OrtModel:
     """An exported folder in ONNX Runtime, called like the PyTorch model it came from (see the module docstring)."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None):
+    def __init__(self, folder: str | Path, threads: int | None = None, disabled: list[str] | None = None):
         folder = Path(folder)
         info_file = folder / "export.json"
         if not info_file.exists():
             raise CompressError("model", f"{folder} has no export.json", "give a folder written by compress export")
         self.folder, self.info = folder, json.loads(info_file.read_text())
-        self.session = session(folder / self.info["file"], threads)
+        self.session = session(folder / self.info["file"], threads, disabled)
         self.output_name = self.info["output"]
         self.config = transformers.AutoConfig.from_pretrained(folder)
 
@@ -79,12 +87,13 @@ class OrtModel:
         return f"OrtModel({self.folder}, int8={self.info.get('int8')})"
 
 
-def load_exported(folder: str | Path, threads: int | None = None) -> OrtModel:
-    """The exported model in `folder`, ready to call (needs the `compress[onnx]` extra)."""
+def load_exported(folder: str | Path, threads: int | None = None, disabled: list[str] | None = None) -> OrtModel:
+    """The exported model in `folder`, ready to call (needs the `compress[onnx]` extra); `disabled`: ONNX Runtime
+    graph fusions left out (default `SLOW_FUSIONS`, `[]` for all of them)."""
     from .formats import require
 
     require("onnx")
-    return OrtModel(folder, threads)
+    return OrtModel(folder, threads, disabled)
 
 
 def is_exported(folder: str | Path) -> bool:

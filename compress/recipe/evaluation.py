@@ -133,7 +133,7 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
                 row["weight_sparsity"] = linear_sparsity(model)
         for bs, x in shapes.items():
             with torch.inference_mode():
-                lat = latency_side_by_side({"dense": dense, name: model}, x, repeats=stage.repeats)
+                lat = latency_side_by_side({"dense": dense, name: model}, x, repeats=stage.repeats, settle=stage.settle)
             row[f"latency_b{bs}_ms"] = lat[name] * 1e3
             row[f"dense_latency_b{bs}_ms"] = lat["dense"] * 1e3
             row[f"speedup_b{bs}"] = lat["dense"] / lat[name]
@@ -153,7 +153,7 @@ def evaluate_models(run, stage, candidates: dict[str, Path]) -> dict:
         if len(rows) == 1:
             with torch.inference_mode():
                 dense_row[f"latency_b{bs}_ms"] = (
-                    latency_side_by_side({"dense": dense}, x, repeats=stage.repeats)["dense"] * 1e3
+                    latency_side_by_side({"dense": dense}, x, repeats=stage.repeats, settle=stage.settle)["dense"] * 1e3
                 )
     if any("e2e_speedup" in r for r in rows):
         dense_row["e2e_ms"], dense_row["e2e_speedup"] = _median(rows[1:], "dense_e2e_ms"), 1.0

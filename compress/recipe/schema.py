@@ -223,6 +223,9 @@ class EvaluateStage(Strict):
     type: Literal["evaluate"] = "evaluate"
     latency_batch_sizes: list[int] = Field([1, 32], description="batch sizes for latency (batch 1) and throughput")
     repeats: int = Field(7, ge=3, description="timed runs per model (median), dense baseline interleaved")
+    settle: int = Field(
+        1, ge=0, description="untimed forwards of a model before each timed one (warm caches, as in a serving loop)"
+    )
     peak_memory: bool = Field(
         True, description="measure each model's peak memory in a fresh process (loads it once more)"
     )
