@@ -226,7 +226,8 @@ def test_attention_is_one_node_stays_float_in_int8_and_slow_fusions_are_left_out
     assert info["opset"] == 23
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q" / "model.onnx")).graph.node]
     assert ops.count("Attention") == model.config.num_hidden_layers and "QAttention" not in ops
-    assert "Softmax" not in ops  # no attention spelled out beside the fused nodes
+    assert "Softmax" not in ops and "Transpose" not in ops  # no attention spelled out, fed 3-D (graph.attention_3d)
+    assert info["attention_3d"] == model.config.num_hidden_layers
     # compress's sessions leave SkipLayerNormalization unfused (ONNX Runtime's defaults fuse it): same outputs
     fused = {}
     for disabled in (SLOW_FUSIONS, []):

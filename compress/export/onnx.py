@@ -169,8 +169,12 @@ def _quiet():
             log.setLevel(level)
 
 
-def _to_onnx(model: nn.Module, axes: dict, file: Path, output: str, opset: int) -> None:
+def _to_onnx(model: nn.Module, axes: dict, file: Path, output: str, opset: int) -> int:
+    """Write the float graph to `file`; returns how many attention layers `graph.attention_3d` rewrote."""
+    import onnx
     from torch.export import Dim
+
+    from .graph import attention_3d
 
     names = list(axes)
     example = synthetic_inputs(model, 2, 16, axes=axes)
@@ -195,7 +199,10 @@ def _to_onnx(model: nn.Module, axes: dict, file: Path, output: str, opset: int) 
             verbose=False,
             opset_version=opset,
         )
-        program.save(str(file))
+        proto = program.model_proto
+    rewritten = attention_3d(proto)
+    onnx.save_model(proto, str(file))
+    return rewritten
 
 
 def _compare(file: Path, model: nn.Module, batches: list[dict], output: str) -> dict:
@@ -268,7 +275,7 @@ def export_onnx(
     try:
         with tempfile.TemporaryDirectory(prefix="compress-onnx-") as scratch, atomic_dir(path, overwrite) as tmp:
             fp32 = (Path(scratch) if config.int8 else tmp) / FILE
-            _to_onnx(model, axes, fp32, output, config.opset)
+            rewritten = _to_onnx(model, axes, fp32, output, config.opset)
             check = _compare(fp32, model, batches, output)
             allowed = config.tolerance * max(1.0, check["max_abs_output"])
             if not check["max_abs_diff"] <= allowed:
@@ -302,6 +309,7 @@ def export_onnx(
                 "output": output,
                 "opset": _opset(tmp / FILE),
                 "exporter": "torch.onnx.export(dynamo=True)",
+                "attention_3d": rewritten,  # attention layers fed 3-D tensors (compress/export/graph.py)
                 "versions": _versions(),
                 "verification": verification,
                 "size_bytes": sizes,
