@@ -186,6 +186,7 @@ def test_distillation_keeps_zeros(tmp_path):
         ({"criterion": "wanda"}, "calibration"),
         ({"criterion": "sparsegpt"}, "calibration"),
         ({"skip": ["nope.*"]}, "skip"),
+        ({"sequential": "layer"}, "sequential"),
     ],
 )
 def test_bad_input_names_the_field(kwargs, field):
@@ -278,3 +279,18 @@ def test_block_groups_are_fitted_in_order():
         ["mlp.gate_proj", "mlp.up_proj"],
         ["mlp.down_proj"],
     ]
+
+
+def test_block_mode_fits_a_block_on_its_dense_inputs():
+    """sequential="block" (llm-compressor's way): every layer of a block is fitted to the block's inputs at once, so
+    block 0's q/k/v (the first group) come out as in "group" mode and its o_proj (fed by sparsified q/k/v there)
+    does not."""
+    results = {}
+    for mode in ("group", "block"):
+        model, kind = make("llama")
+        summary = compress.sparsify(model, criterion="sparsegpt", calibration=_calibration(kind), sequential=mode)
+        assert summary["achieved"] == 0.5
+        results[mode] = _weights(model, summary)
+    q, o = "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.o_proj"
+    assert torch.equal(results["group"][q], results["block"][q])
+    assert not torch.equal(results["group"][o], results["block"][o])

@@ -39,6 +39,12 @@ class SparsifyStage(BaseModel):
     dampening: float = Field(
         0.01, gt=0, lt=1, description="sparsegpt: Hessian damping, a fraction of its mean diagonal"
     )
+    sequential: str = Field(
+        "group",
+        description="wanda / sparsegpt: group fits each group of a block's layers sharing an input (q/k/v, o, "
+        "up/gate, down) to what the groups before it produce once sparse; block fits all of a block's layers to its "
+        "inputs at once (as llm-compressor)",
+    )
     storage: str = Field(
         "bitmask",
         description=f"{', '.join(STORAGES)}: non-zeros + bitmask (compact, compress.load) or plain tensors (any "

@@ -76,6 +76,8 @@ def sparsify(
     calibration: batches (dicts of model inputs) for wanda / sparsegpt, run through the model layer by layer.
     skip, skip_head, skip_edge_layers: which Linear layers stay dense (as quantization; heads by default).
     block_size, dampening: sparsegpt's column block and Hessian damping.
+    sequential: "group" (each group of a block's layers sharing an input is fitted to what the groups before it
+    produce once sparse) or "block" (a block's layers all fitted to the block's inputs, as llm-compressor does).
     """
     config = make_config(criterion, bool(calibration), sparsity=sparsity, pattern=pattern, skip=skip, **options)
     record = get_record(model.config)
@@ -99,7 +101,7 @@ def sparsify(
         if spec.needs is None:
             apply({n: InputStats() for n in names})
         else:
-            sequential(model, list(calibration), modules, spec.needs, apply)
+            sequential(model, list(calibration), modules, spec.needs, apply, by_group=config.sequential == "group")
     seconds = time.perf_counter() - t0
 
     layers = {n: round(float((_weight(m) == 0).float().mean()), 6) for n, m in modules.items()}

@@ -163,9 +163,11 @@ def sequential(
     targets: dict[str, nn.Module],
     needs: str,
     sparsify_group: Callable[[dict[str, InputStats]], None],
+    by_group: bool = True,
 ) -> None:
-    """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per block
-    (and once for the layers outside the blocks) with the statistics of the targets in it, which it sparsifies."""
+    """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per group
+    of a block's targets sharing an input (once per block if not `by_group`; once for the layers outside the blocks)
+    with the statistics of the targets in it, which it sparsifies."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     remaining = dict(targets)
@@ -176,7 +178,8 @@ def sequential(
             prefix = names[id(layer)] + "."
             in_block = {n: m for n, m in remaining.items() if n.startswith(prefix)}
             block_calls = [(calls[b][i], hidden[b], batch) for b, batch in enumerate(batches)]
-            for group in _input_groups(in_block, layer, block_calls[:1]):  # q/k/v, o, up/gate, down
+            groups = _input_groups(in_block, layer, block_calls[:1]) if by_group else [in_block] if in_block else []
+            for group in groups:  # q/k/v, o, up/gate, down
                 hooks = StatsHooks(group, needs)
                 try:
                     _run_block(layer, block_calls, hooks)  # fitted to what the groups sparsified before produce

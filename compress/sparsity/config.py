@@ -28,6 +28,9 @@ class SparsityConfig(Targets):
     criterion: str = "magnitude"  # magnitude | wanda | sparsegpt (see criteria.py)
     block_size: int = 128  # sparsegpt: columns updated together (lazy batch updates); a multiple of M for N:M
     dampening: float = 0.01  # sparsegpt: fraction of the mean Hessian diagonal added to it (numerical stability)
+    # wanda / sparsegpt: "group" fits each group of layers sharing an input (q/k/v, o, up/gate, down) to what the
+    # groups sparsified before it produce; "block" fits all of a block's layers to the block's inputs at once
+    sequential: str = "group"
 
     def __post_init__(self):
         super().__post_init__()
@@ -63,6 +66,8 @@ class SparsityConfig(Targets):
             raise CompressError(
                 "block_size", f"{self.block_size} is not a multiple of M={rule.m}", f"use e.g. {rule.m * 16}"
             )
+        if self.sequential not in ("group", "block"):
+            raise CompressError("sequential", f"unknown value {self.sequential!r}", "use group or block")
         if not 0 < self.dampening < 1:
             raise CompressError("dampening", f"{self.dampening} is outside (0, 1)", "e.g. 0.01")
 
