@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import warnings
 
 import torch
@@ -29,6 +30,7 @@ def _one_example(batch: dict) -> dict:
     return {k: v[:1] for k, v in batch.items() if torch.is_tensor(v)}
 
 
+@functools.cache  # asked on every Int8Linear forward; the build's engines do not change
 def per_tensor_usable() -> bool:
     return bool({"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines))
 

@@ -109,16 +109,16 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features).to(dtype)
 
     def _per_token(self, x: torch.Tensor) -> torch.Tensor:
-        return self._per_token_fused(x) if per_tensor_usable() else self._per_token_int_mm(x)
+        amax = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)  # (tokens, 1)
+        return self._per_token_fused(x, amax) if per_tensor_usable() else self._per_token_int_mm(x, amax)
 
-    def _per_token_fused(self, x: torch.Tensor) -> torch.Tensor:
-        amax = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)  # (tokens, 1): every row scaled into [-1, 1]
+    def _per_token_fused(self, x: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
+        # every row scaled into [-1, 1], so the kernel's one scale per call fits them all
         y = torch.ops.quantized.linear_dynamic(x / amax, self._prepacked(with_bias=False), _fused_reduce_range())
         y.mul_(amax)
         return y.add_(self.bias) if self.bias is not None else y
 
-    def _per_token_int_mm(self, x: torch.Tensor) -> torch.Tensor:
-        amax = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12)  # (tokens, 1)
+    def _per_token_int_mm(self, x: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
         xq = (x * (127 / amax)).round_().to(torch.int8)
         y = torch._int_mm(xq, self.weight.t()).float()  # (tokens, out) int32 -> fp32
         y.mul_(amax / 127).mul_(self.weight_scale)
