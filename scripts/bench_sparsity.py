@@ -50,6 +50,7 @@ from compress.evaluate.tasks import perplexity  # noqa: E402
 from compress.memory import proc_status  # noqa: E402
 from compress.quantize.targets import select_linears  # noqa: E402
 from compress.sparsity import SparsityConfig  # noqa: E402
+from compress.sparsity.storage import compact_folder  # noqa: E402
 from compress.stats import weights_size  # noqa: E402
 
 LLMCOMPRESSOR = "llmcompressor==0.14.0.1"
@@ -85,11 +86,13 @@ class Peak:
 
 
 def sizes(model) -> dict:
-    """MB of the weights on disk: compress's bitmask storage, and plain tensors (`sparse_storage="dense"`, the same
-    bytes as the dense model: shapes and dtypes do not change)."""
+    """MB of the weights on disk in compress's bitmask storage, for either tool's model (llm-compressor's has no
+    sparsity record, so `compress.save` alone would write plain tensors: the folder is packed explicitly). Plain
+    tensors take the dense model's bytes: shapes and dtypes do not change."""
     with tempfile.TemporaryDirectory() as tmp:
-        compress.save(model, Path(tmp) / "bitmask")
-        return {"size_bitmask_mb": weights_size(Path(tmp) / "bitmask") / 1e6}
+        folder = compress.save(model, Path(tmp) / "weights", sparse_storage="dense")
+        compact_folder(folder)
+        return {"size_bitmask_mb": weights_size(folder) / 1e6}
 
 
 def zero_share(model, names) -> float:

@@ -52,6 +52,7 @@ def test_every_family_and_criterion_reaches_the_pattern(family, criterion):
     for name, w in _weights(model, summary).items():
         zeros = w == 0
         assert int(zeros.sum()) == w.numel() // 2, name  # exactly half of every layer
+        assert not torch.signbit(w[zeros]).any(), name  # +0.0: a -0.0 is a value to the bitmask storage
         if rule.structured:  # exactly M-N zeros in every group of M consecutive inputs of a row
             per_group = zeros.reshape(w.shape[0], -1, rule.m).sum(-1)
             assert bool((per_group == rule.m - rule.n).all()), name

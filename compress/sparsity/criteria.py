@@ -66,7 +66,8 @@ def mask_from_scores(scores: torch.Tensor, rule: Pattern, sparsity: float) -> to
 
 
 def _masked(weight: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return weight * keep, keep
+    # masked_fill writes +0.0; `weight * keep` gives -0.0 for negative weights, which the bitmask storage must keep
+    return weight.masked_fill(~keep, 0.0), keep
 
 
 def magnitude(weight, stats, rule: Pattern, sparsity: float, **_):
@@ -121,7 +122,7 @@ def sparsegpt(weight, stats: InputStats, rule: Pattern, sparsity: float, block_s
         w[:, i1:i2], pruned[:, i1:i2] = w1, p1
         w[:, i2:] -= err @ hinv[i1:i2, i2:]  # lazy update of the columns after the block
     keep = ~pruned
-    return (w * keep).to(weight.dtype), keep
+    return w.masked_fill(~keep, 0.0).to(weight.dtype), keep
 
 
 register_criterion(Criterion("magnitude", None, magnitude))
