@@ -3,7 +3,9 @@ a test: timings are machine-dependent). Writes OUT/results.json (raw, rewritten 
 
 For each model, 50 % unstructured and 2:4 sparsity of the Linear layers inside the transformer blocks (heads, the
 tied embeddings / lm_head and MiniLM's pooler stay dense), with
-  - compress: magnitude, wanda, sparsegpt (`compress.sparsify`);
+  - compress: magnitude, wanda, sparsegpt (`compress.sparsify`); sparsegpt also with the options of
+    `--sparsegpt-variants` (`dense-target`: each layer fitted to the dense model's outputs of that layer; `block`: a
+    block's layers all fitted at once, as llm-compressor does), each a row of its own;
   - llm-compressor 0.14.0.1: SparseGPTModifier and WandaPruningModifier through `oneshot`, in its own venv (torch
     2.13.0 CPU + llmcompressor, which brings transformers 5.17 and compressed-tensors 0.19), built on first use under
     $COMPRESS_CACHE/peers (scripts/llmcompressor_worker.py); its sparse weights are loaded back here and scored by
@@ -162,14 +164,19 @@ def calibration_batches(bench, batch_size=8) -> list[dict]:
     return out
 
 
-def run_compress(bench, dense, pattern, criterion, batches) -> dict:
+VARIANTS = {"default": {}, "dense-target": {"dense_target": True}, "block": {"sequential": "block"}}
+
+
+def run_compress(bench, dense, pattern, criterion, batches, variant="default") -> dict:
     model = copy.deepcopy(dense)
     with Peak() as peak:
         t0 = time.perf_counter()
         summary = compress.sparsify(model, pattern=pattern, criterion=criterion,
-                                    calibration=batches if criterion != "magnitude" else None)  # fmt: skip
+                                    calibration=batches if criterion != "magnitude" else None,
+                                    **VARIANTS[variant])  # fmt: skip
         seconds = time.perf_counter() - t0
-    return {"tool": "compress", "criterion": criterion, "pattern": pattern, "seconds": seconds,
+    tool = "compress" if variant == "default" else f"compress ({variant})"
+    return {"tool": tool, "criterion": criterion, "pattern": pattern, "seconds": seconds, "options": VARIANTS[variant],
             "peak_rss_delta_mb": peak.mb, "zero_share": summary["achieved"],
             "layers_sparsified": summary["layers_sparsified"], **bench.quality(model), **sizes(model)}  # fmt: skip
 
@@ -211,6 +218,8 @@ def main() -> None:
     ap.add_argument("--eval-sentences", type=int, default=512, help="MiniLM: test sentences")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--sparsegpt-variants", default="default,dense-target",
+                    help=f"compress's sparsegpt rows, comma-separated: {', '.join(VARIANTS)}")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/sparsity"))
     ap.add_argument("--report", action="store_true", help="only re-render OUT/README.md from OUT/results.json")
     args = ap.parse_args()
@@ -238,10 +247,11 @@ def main() -> None:
         print(bench.name, "dense", entry["dense"], flush=True)
         for pattern in args.patterns.split(","):
             for criterion in args.criteria.split(","):  # each criterion beside llm-compressor's modifier for it
-                kinds = ["compress"] + (["peer"] if criterion in ("sparsegpt", "wanda") and not args.no_peer else [])
+                variants = args.sparsegpt_variants.split(",") if criterion == "sparsegpt" else ["default"]
+                kinds = variants + (["peer"] if criterion in ("sparsegpt", "wanda") and not args.no_peer else [])
                 for kind in kinds:
-                    if kind == "compress":
-                        row = run_compress(bench, dense, pattern, criterion, batches)
+                    if kind != "peer":
+                        row = run_compress(bench, dense, pattern, criterion, batches, kind)
                     else:
                         row = run_peer(bench, dense, pattern, criterion, names, args)
                     entry["runs"].append(row)

@@ -13,6 +13,7 @@ Cost: about six forwards of the model over the calibration batches (a Llama or B
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -87,6 +88,49 @@ class StatsHooks:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+
+
+def _flat(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """(…, in) -> (real tokens, in) float32, padded tokens (mask 0) left out where the shapes line up."""
+    if token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape):
+        x = x[token_mask.bool()]
+    return x.reshape(-1, x.shape[-1]).float()
+
+
+def _inputs_of(modules: dict[str, nn.Module], block: nn.Module, call: tuple, hidden: torch.Tensor) -> dict:
+    """The input each of `modules` (inside `block`) gets when the block runs on `hidden` with a recorded call."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda mod, a, o, n=n: seen.__setitem__(n, a[0].detach())) for n, m in
+               modules.items()]  # fmt: skip
+    try:
+        args, kwargs = _with_hidden(*call, hidden)
+        block(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden) -> dict[str, InputStats]:
+    """Hessian H = X^T X of each layer's inputs X in the (partly sparse) model, and C = X^T X_d with X_d the same
+    tokens' inputs in the dense model (`dense_layer` run on the dense model's hidden states)."""
+    dense_group = {n: dense_layer.get_submodule(n.removeprefix(prefix)) for n in group}
+    stats = {n: InputStats() for n in group}
+    for (call, hidden, batch), dense_h in zip(block_calls, dense_hidden):
+        sparse_x = _inputs_of(group, layer, call, hidden)
+        dense_x = _inputs_of(dense_group, dense_layer, call, dense_h)
+        mask, done = batch.get("attention_mask"), {}
+        for n in group:
+            key = (sparse_x[n].data_ptr(), dense_x[n].data_ptr())  # q/k/v (gate/up) share their inputs
+            if key not in done:
+                x, xd = _flat(sparse_x[n], mask), _flat(dense_x[n], mask)
+                done[key] = (x.shape[0], (x.T @ x).double(), (x.T @ xd).double())
+            tokens, h, c = done[key]
+            s = stats[n]
+            s.tokens += tokens
+            s.hessian = h.clone() if s.hessian is None else s.hessian + h
+            s.cross = c.clone() if s.cross is None else s.cross + c
+    return stats
 
 
 def _record_stack_calls(model: nn.Module, layers: nn.ModuleList, batches: list[dict]) -> list[list[tuple]]:
@@ -164,33 +208,44 @@ def sequential(
     needs: str,
     sparsify_group: Callable[[dict[str, InputStats]], None],
     by_group: bool = True,
+    dense_inputs: bool = False,
 ) -> None:
     """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per group
     of a block's targets sharing an input (once per block if not `by_group`; once for the layers outside the blocks)
-    with the statistics of the targets in it, which it sparsifies."""
+    with the statistics of the targets in it, which it sparsifies. `dense_inputs` (Hessians only): also the
+    cross-statistics with the dense model's inputs to the same layers (`_paired_stats`), from a dense copy of each
+    block run on the dense model's hidden states."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     remaining = dict(targets)
     for stack, layers in adapter.stacks(model).items():
         calls = _record_stack_calls(model, layers, batches)
         hidden = [_hidden(*c[0]) for c in calls]  # per batch: block 0's input
+        dense_hidden = list(hidden)  # the dense model's hidden states (dense_inputs)
         for i, layer in enumerate(track(layers, description=f"sparsifying {stack}")):
             prefix = names[id(layer)] + "."
             in_block = {n: m for n, m in remaining.items() if n.startswith(prefix)}
             block_calls = [(calls[b][i], hidden[b], batch) for b, batch in enumerate(batches)]
+            dense_layer = copy.deepcopy(layer) if dense_inputs else None
             groups = _input_groups(in_block, layer, block_calls[:1]) if by_group else [in_block] if in_block else []
             for group in groups:  # q/k/v, o, up/gate, down
-                hooks = StatsHooks(group, needs)
-                try:
-                    _run_block(layer, block_calls, hooks)  # fitted to what the groups sparsified before produce
-                finally:
-                    hooks.remove()
-                sparsify_group(hooks.stats)
+                if dense_layer is not None:
+                    sparsify_group(_paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden))
+                else:
+                    hooks = StatsHooks(group, needs)
+                    try:
+                        _run_block(layer, block_calls, hooks)  # fitted to what the groups sparsified before produce
+                    finally:
+                        hooks.remove()
+                    sparsify_group(hooks.stats)
                 for n in group:
                     remaining.pop(n)
             for b in range(len(batches)):  # the next block's inputs, from this (now sparse) block
                 args, kwargs = _with_hidden(*calls[b][i], hidden[b])
                 hidden[b] = _output_hidden(layer(*args, **kwargs))
+                if dense_layer is not None:
+                    args, kwargs = _with_hidden(*calls[b][i], dense_hidden[b])
+                    dense_hidden[b] = _output_hidden(dense_layer(*args, **kwargs))
     if remaining:  # outside the blocks: one forward of the whole sparsified model
         hooks = StatsHooks(remaining, needs)
         try:

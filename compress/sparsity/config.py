@@ -31,6 +31,9 @@ class SparsityConfig(Targets):
     # wanda / sparsegpt: "group" fits each group of layers sharing an input (q/k/v, o, up/gate, down) to what the
     # groups sparsified before it produce; "block" fits all of a block's layers to the block's inputs at once
     sequential: str = "group"
+    # sparsegpt: fit each layer to reproduce the dense model's outputs of that layer (from the dense model's inputs),
+    # not its own outputs on the inputs the sparsified layers before it produce (`criteria.dense_target`)
+    dense_target: bool = False
 
     def __post_init__(self):
         super().__post_init__()

@@ -31,6 +31,7 @@ class InputStats:
 
     sq_norms: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2, float64
     hessian: torch.Tensor | None = None  # (in, in) sum over tokens of x x^T, float64
+    cross: torch.Tensor | None = None  # (in, in) sum over tokens of x x_dense^T (x_dense: the dense model's input)
     tokens: int = 0
 
 
@@ -94,9 +95,25 @@ def inverse_hessian_factor(hessian: torch.Tensor, dampening: float) -> torch.Ten
     return torch.linalg.cholesky(torch.cholesky_inverse(factor), upper=True)
 
 
+def dense_target(weight: torch.Tensor, stats: InputStats, dampening: float) -> torch.Tensor:
+    """The weight whose outputs on the layer's actual inputs X come closest to the dense layer's outputs on the dense
+    model's inputs X_d: argmin_V ||X_d W^T - X V^T||^2 + lambda ||V - W||^2 = (H + lambda)^-1 (C W^T + lambda W^T),
+    H = X^T X, C = X^T X_d, lambda the damping of `inverse_hessian_factor` (it pulls V towards W)."""
+    h = stats.hessian.double().clone()
+    diag = torch.diagonal(h)
+    diag[diag == 0] = 1.0
+    lam = dampening * diag.mean()
+    diag += lam
+    w = weight.double()
+    rhs = stats.cross.double() @ w.T + lam * w.T  # (in, out)
+    return torch.linalg.solve(h, rhs).T
+
+
 def sparsegpt(weight, stats: InputStats, rule: Pattern, sparsity: float, block_size: int = 128,
               dampening: float = 0.01, **_):  # fmt: skip
-    w = weight.double().contiguous().clone()  # (out, in)
+    # with the dense model's inputs known, prune the weight that best reproduces the dense outputs: OBS on H then
+    # minimises ||X_d W^T - X W'^T|| itself (the two differ by a constant)
+    w = (dense_target(weight, stats, dampening) if stats.cross is not None else weight.double()).contiguous().clone()
     rows, cols = w.shape
     hinv = inverse_hessian_factor(stats.hessian, dampening)  # (in, in), upper triangular
     pruned = torch.zeros(w.shape, dtype=torch.bool)
