@@ -218,7 +218,7 @@ def main() -> None:
     ap.add_argument("--eval-sentences", type=int, default=512, help="MiniLM: test sentences")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-peer", action="store_true")
-    ap.add_argument("--sparsegpt-variants", default="default,dense-target",
+    ap.add_argument("--sparsegpt-variants", default="default,dense-target,block",
                     help=f"compress's sparsegpt rows, comma-separated: {', '.join(VARIANTS)}")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/sparsity"))
     ap.add_argument("--report", action="store_true", help="only re-render OUT/README.md from OUT/results.json")
