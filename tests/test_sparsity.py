@@ -313,3 +313,14 @@ def test_dense_target_fits_the_dense_models_outputs_on_calibration(family):
         with torch.no_grad():
             errors[dense_target] = sum(float((first_output(sparse(**b)) - r).norm()) for b, r in zip(calibration, ref))
     assert errors[True] < 0.8 * errors[False]
+
+
+def test_recipe_stage_passes_every_option_to_sparsify():
+    from compress.recipe.sparsify_stage import SparsifyStage
+    from compress.sparsity import SparsityConfig
+
+    stage = SparsifyStage(criterion="sparsegpt", dense_target=True, sequential="block")
+    config = SparsityConfig(**stage.options())
+    assert config.dense_target and config.sequential == "block"
+    with pytest.raises(ValueError, match="sequential"):
+        SparsifyStage(sequential="layer")

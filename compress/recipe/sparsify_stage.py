@@ -45,6 +45,11 @@ class SparsifyStage(BaseModel):
         "up/gate, down) to what the groups before it produce once sparse; block fits all of a block's layers to its "
         "inputs at once (as llm-compressor)",
     )
+    dense_target: bool = Field(
+        False,
+        description="sparsegpt: fit each layer to the dense model's outputs of that layer (pays off when the "
+        "calibration tokens are many times the layer widths; see benchmarks/sparsity)",
+    )
     storage: str = Field(
         "bitmask",
         description=f"{', '.join(STORAGES)}: non-zeros + bitmask (compact, compress.load) or plain tensors (any "

@@ -78,6 +78,9 @@ def sparsify(
     block_size, dampening: sparsegpt's column block and Hessian damping.
     sequential: "group" (each group of a block's layers sharing an input is fitted to what the groups before it
     produce once sparse) or "block" (a block's layers all fitted to the block's inputs, as llm-compressor does).
+    dense_target: sparsegpt fits each layer to the dense model's outputs of that layer (from the dense model's
+    inputs) instead of its own outputs on the already-sparsified inputs; it needs calibration tokens well above the
+    layer widths, or the least-squares target over-fits them (benchmarks/sparsity).
     """
     config = make_config(criterion, bool(calibration), sparsity=sparsity, pattern=pattern, skip=skip, **options)
     record = get_record(model.config)
