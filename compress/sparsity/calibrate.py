@@ -50,6 +50,13 @@ def _output_hidden(out) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def _flat(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """(…, in) -> (real tokens, in) float32, padded tokens (mask 0) left out where the shapes line up."""
+    if token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape):
+        x = x[token_mask.bool()]
+    return x.reshape(-1, x.shape[-1]).float()
+
+
 class StatsHooks:
     """Forward hooks summing each named Linear / Conv1D layer's input statistics; inputs shared by several layers
     (q/k/v, gate/up) are reduced once per call."""
@@ -64,9 +71,7 @@ class StatsHooks:
         self.token_mask, self._seen = token_mask, {}
 
     def _reduce(self, x: torch.Tensor) -> tuple:
-        if self.token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(self.token_mask.shape):
-            x = x[self.token_mask.bool()]  # (real tokens, in)
-        x = x.reshape(-1, x.shape[-1]).float()  # (tokens, in)
+        x = _flat(x, self.token_mask)  # (real tokens, in)
         if self.needs == "hessian":
             return x.shape[0], (x.T @ x).double()
         return x.shape[0], x.double().pow(2).sum(0)
@@ -88,13 +93,6 @@ class StatsHooks:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
-
-
-def _flat(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
-    """(…, in) -> (real tokens, in) float32, padded tokens (mask 0) left out where the shapes line up."""
-    if token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape):
-        x = x[token_mask.bool()]
-    return x.reshape(-1, x.shape[-1]).float()
 
 
 def _inputs_of(modules: dict[str, nn.Module], block: nn.Module, call: tuple, hidden: torch.Tensor) -> dict:
