@@ -3,8 +3,8 @@
 `attention_3d`: the exporter feeds each ONNX `Attention` node 4-D (batch, heads, sequence, head_dim) tensors, so every
 attention layer carries Reshape + Transpose on Q, K and V and Transpose + Reshape on its output. `Attention` also
 takes the 3-D (batch, sequence, heads × head_dim) projections with `q_num_heads` / `kv_num_heads` attributes, which
-removes those eight nodes per layer (48 of the MiniLM demo's 337). The
-head counts are read from the exporter's shape annotations, so per-layer widths of a pruned model come out right.
+removes those eight nodes per layer (48 of the MiniLM demo's 337). The head counts are read from the exporter's shape
+annotations, so per-layer widths of a pruned model come out right.
 """
 
 from __future__ import annotations
