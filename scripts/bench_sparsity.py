@@ -164,7 +164,12 @@ def calibration_batches(bench, batch_size=8) -> list[dict]:
     return out
 
 
-VARIANTS = {"default": {}, "dense-target": {"dense_target": True}, "block": {"sequential": "block"}}
+VARIANTS = {
+    "default": {},
+    "dense-target": {"dense_target": True},
+    "dense-target-auto": {"dense_target": "auto"},
+    "block": {"sequential": "block"},
+}
 
 
 def run_compress(bench, dense, pattern, criterion, batches, variant="default") -> dict:
@@ -222,6 +227,7 @@ def main() -> None:
                     help=f"compress's sparsegpt rows, comma-separated: {', '.join(VARIANTS)}")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/sparsity"))
     ap.add_argument("--report", action="store_true", help="only re-render OUT/README.md from OUT/results.json")
+    ap.add_argument("--append", action="store_true", help="add the rows to those already in OUT/results.json")
     args = ap.parse_args()
     if args.report:
         (args.out / "README.md").write_text(render(json.loads((args.out / "results.json").read_text())))
@@ -243,6 +249,9 @@ def main() -> None:
                  "calibration_tokens": sum(len(x) for x in bench.calibration), "eval_texts": bench.eval_texts,
                  "dense": {**bench.quality(dense), "size_dense_mb": sizes(dense)["size_bitmask_mb"]},
                  "runs": []}  # fmt: skip
+        if args.append and key in results:  # the same model, calibration and evaluation: more rows
+            entry["runs"] = results[key]["runs"]
+            entry["settings"], entry["appended_with"] = results[key]["settings"], settings
         results[key] = entry
         print(bench.name, "dense", entry["dense"], flush=True)
         for pattern in args.patterns.split(","):
