@@ -188,7 +188,6 @@ def test_distillation_keeps_zeros(tmp_path):
         ({"criterion": "sparsegpt"}, "calibration"),
         ({"skip": ["nope.*"]}, "skip"),
         ({"sequential": "layer"}, "sequential"),
-        ({"dense_target": "sometimes"}, "dense_target"),
     ],
 )
 def test_bad_input_names_the_field(kwargs, field):
@@ -325,36 +324,3 @@ def test_recipe_stage_passes_every_option_to_sparsify():
     assert config.dense_target and config.sequential == "block"
     with pytest.raises(ValueError, match="sequential"):
         SparsifyStage(sequential="layer")
-
-
-def test_auto_dense_target_keeps_the_fit_that_generalises():
-    """dense_target="auto": per layer, the start (dense target or own weight) whose pruned result is closer to the
-    dense outputs on held-out tokens. A target fitted on fewer tokens than inputs over-fits and loses to the weight;
-    on plenty of tokens it wins, and then the layer is pruned from the target fitted on every token."""
-    from compress.sparsity.criteria import _held_out_error, _obs, dense_target
-
-    rule = parse_pattern("unstructured")
-    for tokens, winner in ((60, "own"), (4000, "dense")):
-        g = torch.Generator().manual_seed(tokens)
-        xd = torch.randn(tokens + tokens // 4, 96, generator=g)  # dense model's inputs; the sparse model's are noisier
-        x = xd + 0.5 * torch.randn(xd.shape, generator=g)
-        w = torch.randn(24, 96, generator=g)
-        fit, held = slice(0, tokens), slice(tokens, None)
-
-        def stats(part, with_held=None, x=x, xd=xd):
-            return InputStats(hessian=(x[part].T @ x[part]).double(), cross=(x[part].T @ xd[part]).double(),
-                              held=with_held)  # fmt: skip
-
-        chosen, _ = sparsegpt(w, stats(fit, stats(held)), rule, 0.5)
-        every = InputStats(hessian=stats(fit).hessian + stats(held).hessian, cross=stats(fit).cross + stats(held).cross)
-        expected = {"dense": dense_target(w, every, 0.01), "own": w.double()}[winner]
-        assert torch.equal(chosen, _obs(w, expected, every.hessian, rule, 0.5, 128, 0.01)[0]), tokens
-        errors = {k: _held_out_error(_obs(w, v, stats(fit).hessian, rule, 0.5, 128, 0.01)[0], w, stats(held))
-                  for k, v in {"dense": dense_target(w, stats(fit), 0.01), "own": w.double()}.items()}  # fmt: skip
-        assert min(errors, key=errors.get) == winner, (tokens, errors)
-
-
-def test_auto_dense_target_runs_on_a_model():
-    model, kind = make("llama")
-    summary = compress.sparsify(model, criterion="sparsegpt", calibration=_calibration(kind), dense_target="auto")
-    assert summary["achieved"] == 0.5 and torch.isfinite(_run(model, kind)).all()

@@ -45,11 +45,10 @@ class SparsifyStage(BaseModel):
         "up/gate, down) to what the groups before it produce once sparse; block fits all of a block's layers to its "
         "inputs at once (as llm-compressor)",
     )
-    dense_target: bool | Literal["auto"] = Field(
+    dense_target: bool = Field(
         False,
         description="sparsegpt: fit each layer to the dense model's outputs of that layer (pays off when the "
-        "calibration tokens are many times the layer widths; see benchmarks/sparsity); auto: per layer, whichever "
-        "fit is closer to the dense outputs on held-out calibration tokens",
+        "calibration tokens are many times the layer widths; see benchmarks/sparsity)",
     )
     storage: str = Field(
         "bitmask",

@@ -104,9 +104,8 @@ def sparsify(
         if spec.needs is None:
             apply({n: InputStats() for n in names})
         else:
-            paired = bool(config.dense_target) and spec.needs == "hessian"
             sequential(model, list(calibration), modules, spec.needs, apply, by_group=config.sequential == "group",
-                       dense_inputs=paired, held_out=config.dense_target == "auto")  # fmt: skip
+                       dense_inputs=config.dense_target and spec.needs == "hessian")  # fmt: skip
     seconds = time.perf_counter() - t0
 
     layers = {n: round(float((_weight(m) == 0).float().mean()), 6) for n, m in modules.items()}

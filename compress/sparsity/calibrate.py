@@ -25,9 +25,6 @@ from ..progress import track
 from .criteria import InputStats
 
 
-HOLD_OUT = 5  # dense_target="auto": every 5th calibration token is held out to choose the target
-
-
 class _Stop(Exception):
     """Raised by a hook to end a forward once the inputs it needed are recorded."""
 
@@ -112,12 +109,11 @@ def _inputs_of(modules: dict[str, nn.Module], block: nn.Module, call: tuple, hid
     return seen
 
 
-def _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden, held_out: bool):
+def _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden) -> dict[str, InputStats]:
     """Hessian H = X^T X of each layer's inputs X in the (partly sparse) model, and C = X^T X_d with X_d the same
-    tokens' inputs in the dense model (`dense_layer` run on the dense model's hidden states). `held_out`: every
-    HOLD_OUT-th token goes to `stats.held` instead (dense_target="auto" chooses on them)."""
+    tokens' inputs in the dense model (`dense_layer` run on the dense model's hidden states)."""
     dense_group = {n: dense_layer.get_submodule(n.removeprefix(prefix)) for n in group}
-    stats = {n: InputStats(held=InputStats() if held_out else None) for n in group}
+    stats = {n: InputStats() for n in group}
     for (call, hidden, batch), dense_h in zip(block_calls, dense_hidden):
         sparse_x = _inputs_of(group, layer, call, hidden)
         dense_x = _inputs_of(dense_group, dense_layer, call, dense_h)
@@ -126,21 +122,13 @@ def _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden, 
             key = (sparse_x[n].data_ptr(), dense_x[n].data_ptr())  # q/k/v (gate/up) share their inputs
             if key not in done:
                 x, xd = _flat(sparse_x[n], mask), _flat(dense_x[n], mask)
-                if held_out:
-                    held = torch.arange(x.shape[0]) % HOLD_OUT == HOLD_OUT - 1
-                    done[key] = [_sums(x[~held], xd[~held]), _sums(x[held], xd[held])]
-                else:
-                    done[key] = [_sums(x, xd)]
-            for target, (tokens, h, c) in zip((stats[n], stats[n].held), done[key]):
-                if target is not None:
-                    target.tokens += tokens
-                    target.hessian = h.clone() if target.hessian is None else target.hessian + h
-                    target.cross = c.clone() if target.cross is None else target.cross + c
+                done[key] = (x.shape[0], (x.T @ x).double(), (x.T @ xd).double())
+            tokens, h, c = done[key]
+            s = stats[n]
+            s.tokens += tokens
+            s.hessian = h.clone() if s.hessian is None else s.hessian + h
+            s.cross = c.clone() if s.cross is None else s.cross + c
     return stats
-
-
-def _sums(x: torch.Tensor, xd: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    return x.shape[0], (x.T @ x).double(), (x.T @ xd).double()
 
 
 def _record_stack_calls(model: nn.Module, layers: nn.ModuleList, batches: list[dict]) -> list[list[tuple]]:
@@ -219,13 +207,12 @@ def sequential(
     sparsify_group: Callable[[dict[str, InputStats]], None],
     by_group: bool = True,
     dense_inputs: bool = False,
-    held_out: bool = False,
 ) -> None:
     """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per group
     of a block's targets sharing an input (once per block if not `by_group`; once for the layers outside the blocks)
     with the statistics of the targets in it, which it sparsifies. `dense_inputs` (Hessians only): also the
     cross-statistics with the dense model's inputs to the same layers (`_paired_stats`), from a dense copy of each
-    block run on the dense model's hidden states; `held_out`: with every HOLD_OUT-th token kept apart."""
+    block run on the dense model's hidden states."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     remaining = dict(targets)
@@ -241,8 +228,7 @@ def sequential(
             groups = _input_groups(in_block, layer, block_calls[:1]) if by_group else [in_block] if in_block else []
             for group in groups:  # q/k/v, o, up/gate, down
                 if dense_layer is not None:
-                    paired = _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden, held_out)
-                    sparsify_group(paired)
+                    sparsify_group(_paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden))
                 else:
                     hooks = StatsHooks(group, needs)
                     try:

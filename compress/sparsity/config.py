@@ -32,9 +32,8 @@ class SparsityConfig(Targets):
     # groups sparsified before it produce; "block" fits all of a block's layers to the block's inputs at once
     sequential: str = "group"
     # sparsegpt: fit each layer to reproduce the dense model's outputs of that layer (from the dense model's inputs),
-    # not its own outputs on the inputs the sparsified layers before it produce (`criteria.dense_target`); "auto":
-    # per layer, whichever of the two is closer to the dense outputs on held-out calibration tokens
-    dense_target: bool | str = False
+    # not its own outputs on the inputs the sparsified layers before it produce (`criteria.dense_target`)
+    dense_target: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -70,8 +69,6 @@ class SparsityConfig(Targets):
             raise CompressError(
                 "block_size", f"{self.block_size} is not a multiple of M={rule.m}", f"use e.g. {rule.m * 16}"
             )
-        if self.dense_target not in (True, False, "auto"):
-            raise CompressError("dense_target", f"unknown value {self.dense_target!r}", "use true, false or auto")
         if self.sequential not in ("group", "block"):
             raise CompressError("sequential", f"unknown value {self.sequential!r}", "use group or block")
         if not 0 < self.dampening < 1:

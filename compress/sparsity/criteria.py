@@ -32,7 +32,6 @@ class InputStats:
     sq_norms: torch.Tensor | None = None  # (in,) sum over tokens of x_j^2, float64
     hessian: torch.Tensor | None = None  # (in, in) sum over tokens of x x^T, float64
     cross: torch.Tensor | None = None  # (in, in) sum over tokens of x x_dense^T (x_dense: the dense model's input)
-    held: InputStats | None = None  # hessian / cross of held-out tokens (dense_target="auto"), not in the sums above
     tokens: int = 0
 
 
@@ -110,41 +109,13 @@ def dense_target(weight: torch.Tensor, stats: InputStats, dampening: float) -> t
     return torch.linalg.solve(h, rhs).T
 
 
-def _held_out_error(v: torch.Tensor, weight: torch.Tensor, held: InputStats) -> float:
-    """||X_d W^T - X V^T||^2 on the held-out tokens, up to a constant: sum(V * V H) - 2 sum(V * W C^T)."""
-    v, w = v.double(), weight.double()
-    return float((v * (v @ held.hessian)).sum() - 2 * (v * (w @ held.cross.T)).sum())
-
-
 def sparsegpt(weight, stats: InputStats, rule: Pattern, sparsity: float, block_size: int = 128,
               dampening: float = 0.01, **_):  # fmt: skip
-    """OBS pruning of `weight` on the Hessian of `stats`. With the dense model's inputs known (`stats.cross`), the
-    weight pruned is `dense_target`'s: OBS on H then minimises ||X_d W^T - X W'^T|| itself (the two differ by a
-    constant). With held-out statistics too (`stats.held`), both starting points are pruned on the fitted tokens
-    and the one closer to the dense outputs on the held-out tokens is pruned again on all of them."""
-    if stats.cross is None:
-        return _obs(weight, weight.double(), stats.hessian, rule, sparsity, block_size, dampening)
-    if stats.held is None:
-        start = dense_target(weight, stats, dampening)
-        return _obs(weight, start, stats.hessian, rule, sparsity, block_size, dampening)
-    candidates = {
-        "dense": dense_target(weight, stats, dampening),
-        "own": weight.double(),
-    }
-    errors = {
-        k: _held_out_error(_obs(weight, w, stats.hessian, rule, sparsity, block_size, dampening)[0], weight, stats.held)
-        for k, w in candidates.items()
-    }
-    every = InputStats(hessian=stats.hessian + stats.held.hessian, cross=stats.cross + stats.held.cross)
-    start = dense_target(weight, every, dampening) if errors["dense"] < errors["own"] else weight.double()
-    return _obs(weight, start, every.hessian, rule, sparsity, block_size, dampening)
-
-
-def _obs(weight, start, hessian, rule: Pattern, sparsity: float, block_size: int, dampening: float):
-    """SparseGPT's column sweep from the float64 weight `start` (out, in); returns it pruned in `weight`'s dtype."""
-    w = start.contiguous().clone()
+    # with the dense model's inputs known, prune the weight that best reproduces the dense outputs: OBS on H then
+    # minimises ||X_d W^T - X W'^T|| itself (the two differ by a constant)
+    w = (dense_target(weight, stats, dampening) if stats.cross is not None else weight.double()).contiguous().clone()
     rows, cols = w.shape
-    hinv = inverse_hessian_factor(hessian, dampening)  # (in, in), upper triangular
+    hinv = inverse_hessian_factor(stats.hessian, dampening)  # (in, in), upper triangular
     pruned = torch.zeros(w.shape, dtype=torch.bool)
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
