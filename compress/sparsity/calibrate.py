@@ -9,6 +9,8 @@ inputs the already-sparsified groups before it produce; finally run the block ag
 inputs. Padded tokens (attention mask 0) are left out of the statistics. Layers outside the blocks (heads, when
 `skip_head=False`) are calibrated last, with one forward of the whole sparsified model.
 Cost: about six forwards of the model over the calibration batches (a Llama or BERT block runs 1 + 4 + 1 times).
+With `dense_inputs` (sparsify's `dense_target`), a dense copy of each block also runs once per group on the dense
+model's hidden states, and each group gets the cross-statistics X^T X_d besides the Hessian X^T X.
 """
 
 from __future__ import annotations

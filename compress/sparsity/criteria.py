@@ -8,7 +8,8 @@ already-sparsified model, layer by layer):
              compared within each output row.
 - sparsegpt  closed-form OBS (Frantar & Alistarh 2023): columns left to right in blocks, prune by w^2 / [H^-1]_jj^2
              and move each pruned weight's error onto the not-yet-processed weights of its row through the inverse
-             Hessian H = X X^T (damped, Cholesky, float64).
+             Hessian H = X X^T (damped, Cholesky, float64); with `dense_target`, from the weight that best reproduces
+             the dense model's outputs of the layer (`dense_target()`).
 
 Unstructured masks zero round(sparsity * in) weights per row (magnitude, wanda) or round(sparsity * out * in) per
 layer, spread over the column blocks (sparsegpt, whose scores are comparable across rows); N:M masks keep N of every
