@@ -9,13 +9,13 @@ inputs the already-sparsified groups before it produce; finally run the block ag
 inputs. Padded tokens (attention mask 0) are left out of the statistics. Layers outside the blocks (heads, when
 `skip_head=False`) are calibrated last, with one forward of the whole sparsified model.
 Cost: about six forwards of the model over the calibration batches (a Llama or BERT block runs 1 + 4 + 1 times).
-With `dense_inputs` (sparsify's `dense_target`), a dense copy of each block also runs once per group on the dense
-model's hidden states, and each group gets the cross-statistics X^T X_d besides the Hessian X^T X.
+With `dense_inputs` (sparsify's `dense_target`), each block also runs once on the dense model's hidden states before
+it is sparsified (its layers' dense inputs X_d are kept for the block), and each group gets the cross-statistics
+X^T X_d besides the Hessian X^T X.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -97,28 +97,27 @@ class StatsHooks:
             h.remove()
 
 
-def _inputs_of(modules: dict[str, nn.Module], block: nn.Module, call: tuple, hidden: torch.Tensor) -> dict:
-    """The input each of `modules` (inside `block`) gets when the block runs on `hidden` with a recorded call."""
+def _inputs_of(modules: dict[str, nn.Module], block: nn.Module, call: tuple, hidden: torch.Tensor):
+    """(the input each of `modules` inside `block` gets, the block's output) when the block runs on `hidden` with a
+    recorded call."""
     seen: dict[str, torch.Tensor] = {}
     handles = [m.register_forward_hook(lambda mod, a, o, n=n: seen.__setitem__(n, a[0].detach())) for n, m in
                modules.items()]  # fmt: skip
     try:
         args, kwargs = _with_hidden(*call, hidden)
-        block(*args, **kwargs)
+        out = block(*args, **kwargs)
     finally:
         for h in handles:
             h.remove()
-    return seen
+    return seen, _output_hidden(out)
 
 
-def _paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden) -> dict[str, InputStats]:
+def _paired_stats(group, layer, block_calls, dense_inputs: list[dict]) -> dict[str, InputStats]:
     """Hessian H = X^T X of each layer's inputs X in the (partly sparse) model, and C = X^T X_d with X_d the same
-    tokens' inputs in the dense model (`dense_layer` run on the dense model's hidden states)."""
-    dense_group = {n: dense_layer.get_submodule(n.removeprefix(prefix)) for n in group}
+    tokens' inputs in the dense model (`dense_inputs`: per batch, recorded before the block was sparsified)."""
     stats = {n: InputStats() for n in group}
-    for (call, hidden, batch), dense_h in zip(block_calls, dense_hidden):
-        sparse_x = _inputs_of(group, layer, call, hidden)
-        dense_x = _inputs_of(dense_group, dense_layer, call, dense_h)
+    for (call, hidden, batch), dense_x in zip(block_calls, dense_inputs):
+        sparse_x, _ = _inputs_of(group, layer, call, hidden)
         mask, done = batch.get("attention_mask"), {}
         for n in group:
             key = (sparse_x[n].data_ptr(), dense_x[n].data_ptr())  # q/k/v (gate/up) share their inputs
@@ -213,8 +212,8 @@ def sequential(
     """Calibrate `targets` (name -> Linear/Conv1D) block by block; `sparsify_group(stats)` is called once per group
     of a block's targets sharing an input (once per block if not `by_group`; once for the layers outside the blocks)
     with the statistics of the targets in it, which it sparsifies. `dense_inputs` (Hessians only): also the
-    cross-statistics with the dense model's inputs to the same layers (`_paired_stats`), from a dense copy of each
-    block run on the dense model's hidden states."""
+    cross-statistics with the dense model's inputs to the same layers (`_paired_stats`), recorded by running each
+    block, before it is sparsified, on the dense model's hidden states."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     remaining = dict(targets)
@@ -226,11 +225,14 @@ def sequential(
             prefix = names[id(layer)] + "."
             in_block = {n: m for n, m in remaining.items() if n.startswith(prefix)}
             block_calls = [(calls[b][i], hidden[b], batch) for b, batch in enumerate(batches)]
-            dense_layer = copy.deepcopy(layer) if dense_inputs else None
+            dense_x = None
+            if dense_inputs:  # the block is still dense: its layers' inputs and output on the dense hidden states
+                runs = [_inputs_of(in_block, layer, calls[b][i], dense_hidden[b]) for b in range(len(batches))]
+                dense_x, dense_hidden = [seen for seen, _ in runs], [out for _, out in runs]
             groups = _input_groups(in_block, layer, block_calls[:1]) if by_group else [in_block] if in_block else []
             for group in groups:  # q/k/v, o, up/gate, down
-                if dense_layer is not None:
-                    sparsify_group(_paired_stats(group, dense_layer, prefix, layer, block_calls, dense_hidden))
+                if dense_x is not None:
+                    sparsify_group(_paired_stats(group, layer, block_calls, dense_x))
                 else:
                     hooks = StatsHooks(group, needs)
                     try:
@@ -243,9 +245,6 @@ def sequential(
             for b in range(len(batches)):  # the next block's inputs, from this (now sparse) block
                 args, kwargs = _with_hidden(*calls[b][i], hidden[b])
                 hidden[b] = _output_hidden(layer(*args, **kwargs))
-                if dense_layer is not None:
-                    args, kwargs = _with_hidden(*calls[b][i], dense_hidden[b])
-                    dense_hidden[b] = _output_hidden(dense_layer(*args, **kwargs))
     if remaining:  # outside the blocks: one forward of the whole sparsified model
         hooks = StatsHooks(remaining, needs)
         try:
