@@ -81,13 +81,22 @@ def wanda(weight, stats: InputStats, rule: Pattern, sparsity: float, **_):
     return _masked(weight, mask_from_scores(scores, rule, sparsity))
 
 
-def inverse_hessian_factor(hessian: torch.Tensor, dampening: float) -> torch.Tensor:
-    """Upper Cholesky factor U of H^-1 (H^-1 = U^T U) after damping; row j of U holds the OBS update coefficients of
-    column j onto the columns after it. Inputs never seen (zero diagonal) get a unit diagonal."""
+def _damped(hessian: torch.Tensor, dampening: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H + lambda I in float64, lambda = dampening x its mean diagonal); inputs never seen (zero diagonal) get a
+    unit diagonal first."""
     h = hessian.double().clone()
     diag = torch.diagonal(h)
     diag[diag == 0] = 1.0
-    diag += dampening * diag.mean()
+    lam = dampening * diag.mean()
+    diag += lam
+    return h, lam
+
+
+def inverse_hessian_factor(hessian: torch.Tensor, dampening: float) -> torch.Tensor:
+    """Upper Cholesky factor U of H^-1 (H^-1 = U^T U) after damping (`_damped`); row j of U holds the OBS update
+    coefficients of column j onto the columns after it."""
+    h, _ = _damped(hessian, dampening)
+    diag = torch.diagonal(h)
     for _ in range(4):  # raise the damping if H is numerically not positive definite
         factor, info = torch.linalg.cholesky_ex(h)
         if int(info) == 0:
@@ -100,11 +109,7 @@ def dense_target(weight: torch.Tensor, stats: InputStats, dampening: float) -> t
     """The weight whose outputs on the layer's actual inputs X come closest to the dense layer's outputs on the dense
     model's inputs X_d: argmin_V ||X_d W^T - X V^T||^2 + lambda ||V - W||^2 = (H + lambda)^-1 (C W^T + lambda W^T),
     H = X^T X, C = X^T X_d, lambda the damping of `inverse_hessian_factor` (it pulls V towards W)."""
-    h = stats.hessian.double().clone()
-    diag = torch.diagonal(h)
-    diag[diag == 0] = 1.0
-    lam = dampening * diag.mean()
-    diag += lam
+    h, lam = _damped(stats.hessian, dampening)
     w = weight.double()
     rhs = stats.cross.double() @ w.T + lam * w.T  # (in, out)
     return torch.linalg.solve(h, rhs).T
