@@ -228,18 +228,21 @@ def test_attention_is_one_node_stays_float_in_int8_and_slow_fusions_are_left_out
     assert ops.count("Attention") == model.config.num_hidden_layers and "QAttention" not in ops
     assert "Softmax" not in ops and "Transpose" not in ops  # no attention spelled out, fed 3-D (graph.attention_3d)
     assert info["attention_3d"] == model.config.num_hidden_layers
-    # compress's sessions leave SkipLayerNormalization unfused (ONNX Runtime's defaults fuse it): same outputs
+    # compress's sessions leave SkipLayerNormalization unfused (ONNX Runtime's defaults fuse it): the same function.
+    # Compared on the float graph: there the fusion only reorders float sums (the export's 1e-4 bound holds); in
+    # int8 such a change can move an activation across a quantization step, by an amount no bound can fix
+    compress.export(model, tmp_path / "f")
     fused = {}
     for disabled in (SLOW_FUSIONS, []):
         so = ort.SessionOptions()
         so.optimized_model_filepath = str(tmp_path / f"optimized{len(disabled)}.onnx")
-        ort.InferenceSession(str(tmp_path / "q" / "model.onnx"), so, disabled_optimizers=disabled)
+        ort.InferenceSession(str(tmp_path / "f" / "model.onnx"), so, disabled_optimizers=disabled)
         fused[len(disabled)] = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
     assert "SkipLayerNormalization" in fused[0] and "SkipLayerNormalization" not in fused[1]
     x = inputs(kind, batch=2, seq=9, seed=3)
-    ours, everything = session(tmp_path / "q" / "model.onnx"), session(tmp_path / "q" / "model.onnx", disabled=[])
+    ours, everything = session(tmp_path / "f" / "model.onnx"), session(tmp_path / "f" / "model.onnx", disabled=[])
     a, b = (s.run(None, feed(s, x))[0] for s in (ours, everything))
-    assert np.allclose(a, b, atol=1e-4)
+    assert np.allclose(a, b, atol=1e-4 * max(1.0, float(np.abs(a).max())), rtol=0)
 
 
 def test_settle_calls_run_untimed_before_each_timed_call():
