@@ -21,6 +21,7 @@ import transformers
 from torch import nn
 
 from .errors import CompressError
+from .models.whisper import attach_window, save_window
 from .pruning.record import get_record
 from .quantize.rebuild import model_class, plan_aware  # importing compress.quantize registers the methods
 
@@ -87,6 +88,7 @@ def save(
             compact_folder(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+            save_window(model, tmp)
     return Path(path)
 
 
@@ -112,5 +114,6 @@ def load(path: str | os.PathLike, **kwargs) -> nn.Module:
             f"{path} did not load exactly: {json.dumps(problems)[:300]}",
             "the checkpoint and its config.json disagree; re-save it with compress.save",
         )
+    attach_window(model)
     model.eval()
     return model

@@ -70,7 +70,11 @@ def weights_size(folder: str | Path) -> int:
 @torch.inference_mode()
 def inputs_for(model: nn.Module, inputs: dict) -> dict:
     """Float inputs (audio features, pixels) in the model's float dtype: a bf16 / fp16 model reads half-precision
-    inputs, as any half-precision transformers model does; token ids and masks are left as they are."""
+    inputs, as any half-precision transformers model does; token ids and masks are left as they are. Audio features
+    longer than a window-cut Whisper's window are cut to it (`models.whisper.cut_window`)."""
+    from .models.whisper import crop_features
+
+    inputs = crop_features(model, inputs)
     params = model.parameters() if hasattr(model, "parameters") else ()  # an exported graph (OrtModel) has none
     dtype = next((p.dtype for p in params if p.is_floating_point()), None)
     if dtype is None:

@@ -164,7 +164,11 @@ def bench_smollm2(args) -> dict:
         with torch.inference_mode():
             rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
         log(f"smollm2 dense: {rows[0]}")
-    plans = {"8 layers + 20% MLP": dict(layers=8, mlp=0.2, round_to=64), "50% MLP": dict(mlp=0.5, round_to=64)}
+    plans = {
+        "8 layers + 20% MLP": dict(layers=8, mlp=0.2, round_to=64),
+        "50% MLP": dict(mlp=0.5, round_to=64),
+        "4 layers + 37.5% MLP": dict(layers=4, mlp=0.375, round_to=64),
+    }
     if args.plans:
         plans = {k: v for k, v in plans.items() if k in args.plans.split(",")}
     for plan_name, plan_kw in plans.items():

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import CompressError
 from ..models import get_adapter
+from ..models.whisper import cut_window
 from ..stats import count_params, estimate_macs
 from .adaptive import adaptive_widths
 from .budget import Budget, build_plan, plan_cost
@@ -79,6 +80,7 @@ def prune(
     reconstruct: bool | None = None,
     ridge: float = 1e-2,
     dense: nn.Module | None = None,
+    audio_window: int | None = None,
 ) -> PruningPlan:
     """Physically prune `model` in place and return the plan.
 
@@ -97,13 +99,20 @@ def prune(
         data (`compress.reconstruct`); default: True when calibration is given. Needs a copy of the model meanwhile.
     ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
     dense: an unpruned copy of `model` the caller already holds, used as the refit's reference instead of a new copy.
+    audio_window: Whisper only: seconds of audio the encoder reads (default: its 30-second window); the encoder's
+        cost falls with the square of it, clips longer than it are cut. With the refit, every sublayer (not only
+        pruned ones) is refit to the full-window model's outputs on the kept frames.
     """
     adapter = get_adapter(model)
     calibration = list(calibration) if calibration is not None else None
     criterion = criterion or ("activation" if calibration else "magnitude")
     if reconstruct is None:
         reconstruct = bool(calibration)
-    refit_cfg = ReconstructConfig(ridge=ridge) if reconstruct else None
+    if audio_window is not None and adapter.name != "whisper":
+        raise CompressError(
+            "audio_window", f"only Whisper models have an audio window (this is {adapter.name})", "remove audio_window"
+        )
+    refit_cfg = ReconstructConfig(ridge=ridge, sites="all" if audio_window else "pruned") if reconstruct else None
     if reconstruct and not calibration:
         raise CompressError(
             "reconstruct",
@@ -129,6 +138,10 @@ def prune(
         )
     t0 = time.perf_counter()
     params0, macs0 = count_params(model), estimate_macs(model, seq_len)
+    if audio_window is not None:
+        if reconstruct and dense is None:
+            dense = copy.deepcopy(model)  # the full-window model is the refit's reference
+        cut_window(model, audio_window)
     scores = score(model, criterion, calibration)
     if target_params or target_macs:
         budget = _solve_ratio(model, scores, budget, target_params or target_macs, 0 if target_params else 1, seq_len)
@@ -162,6 +175,7 @@ def prune(
         "macs_before": macs0,
         "macs_after": estimate_macs(model, seq_len),
         "seq_len": seq_len,
+        "audio_window": audio_window,
         "bias_compensated": compensated,
         "reconstruct": refit,
         "widths": {

@@ -232,7 +232,10 @@ def _token_mask(batch: dict, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
+def _flat(x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    """(tokens, features) in float32 on the CPU; with `length`, only the first `length` positions of (B, T, F)."""
+    if length is not None and x.dim() == 3 and x.shape[1] > length:
+        x = x[:, :length]
     return x.detach().reshape(-1, x.shape[-1]).float().cpu()
 
 
@@ -342,6 +345,8 @@ def refit_model(
 def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batches, cfg) -> dict[str, dict]:
     p_hidden, p_calls = _capture(pruned, stack, batches)
     d_hidden, d_calls = _capture(dense, stack, batches)
+    # a Whisper encoder cut to a shorter audio window sees the first frames of the dense one's: targets are cut alike
+    length = p_hidden[0].shape[1] if p_hidden[0].dim() == 3 and p_hidden[0].shape[1] < d_hidden[0].shape[1] else None
     d_layers = dense_adapter.stacks(dense)[stack]
     d_pos_of = {orig: pos for s, pos, orig, _ in iter_layers(dense, dense_adapter) if s == stack}
     d_next = 0  # dense layer whose input d_hidden holds
@@ -364,20 +369,20 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
         post = _post_norms(adapter, dense_adapter, layer, d_layer, p_sites) if cfg.target == "residual" else None
         norm_in: dict[str, list] = {}
         targets, d_out = (
-            _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden, post[1] if post else {}, norm_in)
+            _dense_targets(d_layer, wanted, d_calls, d_pos, d_hidden, post[1] if post else {}, norm_in, length)
             if todo
             else ({}, None)
         )
         if d_out is None:
             d_out = [c[d_pos].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
         d_next = d_pos + 1
-        residual = cfg.target == "residual" and not post and _is_residual(d_hidden, targets, d_out)
+        residual = cfg.target == "residual" and not post and _is_residual(d_hidden, targets, d_out, length)
         if residual:  # match the dense residual stream itself; the last sublayer also stands in for dropped layers
             end = d_pos_of[layers[i + 1][1]] if i + 1 < len(layers) else len(d_layers)
             while d_next < end:
                 d_out = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_out)]
                 d_next += 1
-            targets = _residual_targets(d_hidden, targets, d_out)
+            targets = _residual_targets(d_hidden, targets, d_out, length)
         if post:  # post-norm: match the dense norm's input (sublayer output + residual)
             targets = norm_in
         for key, module in todo:
@@ -401,16 +406,17 @@ def _post_norms(adapter, dense_adapter, layer, d_layer, p_sites) -> tuple[dict, 
     return {k: pn[r] for k, r in roles.items()}, {k: dn[r] for k, r in roles.items()}
 
 
-def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden, norms=None, norm_in=None):
+def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden, norms=None, norm_in=None, length=None):
     """Outputs of the dense layer's output projections, per batch ({key: [(N, D) per batch]}), and the layer's
     outputs (one per batch). With `norms` ({key: norm module}), also the inputs of those norms into `norm_in`."""
     out: dict[str, list] = {k: [] for k in modules}
     handles = [
-        m.register_forward_hook(lambda mod, a, y, key=key: out[key].append(_flat(y))) for key, m in modules.items()
+        m.register_forward_hook(lambda mod, a, y, key=key: out[key].append(_flat(y, length)))
+        for key, m in modules.items()
     ]
     for key, norm in (norms or {}).items():
         norm_in[key] = []
-        handles.append(norm.register_forward_pre_hook(lambda mod, a, key=key: norm_in[key].append(_flat(a[0]))))
+        handles.append(norm.register_forward_pre_hook(lambda mod, a, key=key: norm_in[key].append(_flat(a[0], length))))
     try:
         layer_out = [c[pos].run(d_layer, h) for c, h in zip(calls, hidden)]
     finally:
@@ -419,25 +425,25 @@ def _dense_targets(d_layer, modules: dict[str, nn.Module], calls, pos, hidden, n
     return out, layer_out
 
 
-def _is_residual(hidden, outputs: dict[str, list], layer_out) -> bool:
+def _is_residual(hidden, outputs: dict[str, list], layer_out, length=None) -> bool:
     """Whether layer output == layer input + the sum of its sublayers' projections (pre-norm blocks: Llama, GPT-2,
     ViT, Whisper), checked on the calibration batches; post-norm blocks (BERT) fail it and keep output targets."""
     for b, (h, y) in enumerate(zip(hidden, layer_out)):
-        total = _flat(h).double() + sum(o[b].double() for o in outputs.values())
-        if not torch.allclose(total, _flat(y).double(), rtol=1e-4, atol=1e-4 * float(total.abs().max())):
+        total = _flat(h, length).double() + sum(o[b].double() for o in outputs.values())
+        if not torch.allclose(total, _flat(y, length).double(), rtol=1e-4, atol=1e-4 * float(total.abs().max())):
             return False
     return True
 
 
-def _residual_targets(hidden, outputs: dict[str, list], stream_end) -> dict[str, list]:
+def _residual_targets(hidden, outputs: dict[str, list], stream_end, length=None) -> dict[str, list]:
     """Per sublayer: the dense residual stream right after it (the last one: the dense stream at the next kept
     layer); `_accumulate` subtracts the pruned stream before the sublayer."""
     keys, targets = list(outputs), {}
     for j, key in enumerate(keys):
         if j == len(keys) - 1:
-            targets[key] = [_flat(e) for e in stream_end]
+            targets[key] = [_flat(e, length) for e in stream_end]
         else:
-            targets[key] = [_flat(h) + sum(outputs[k][b] for k in keys[: j + 1]) for b, h in enumerate(hidden)]
+            targets[key] = [_flat(h, length) + sum(outputs[k][b] for k in keys[: j + 1]) for b, h in enumerate(hidden)]
     return targets
 
 

@@ -34,7 +34,7 @@ from transformers.pytorch_utils import Conv1D
 from ..errors import CompressError
 from .auto import choose, per_tensor_usable
 from .registry import Method, register_method
-from .targets import Targets, select_linears
+from .targets import Targets, select_linears, tied_output, untie_config
 
 GRANULARITIES = ("auto", "per-token", "per-tensor")
 
@@ -185,7 +185,8 @@ def _embedding_name(model: nn.Module) -> str | None:
 def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]:
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise CompressError("method", "int8-dynamic runs on CPU only", "move the model to CPU or use bnb-int8 on GPU")
-    names, kept = select_linears(model, config)
+    tied = tied_output(model)
+    names, kept = select_linears(model, config, untie=True)
     granularity = "per-token" if config.granularity == "auto" else config.granularity  # auto unsettled: no data
     with torch.no_grad():
         for name in names:
@@ -193,7 +194,11 @@ def apply(model: nn.Module, config: Int8DynamicConfig) -> tuple[nn.Module, dict]
         embedding = _embedding_name(model) if config.embeddings else None
         if embedding:
             _set_module(model, embedding, Int8Embedding.from_float(model.get_submodule(embedding)))
-    return model, {"modules": names, "kept": sorted(kept), "embeddings": [embedding] if embedding else []}
+    info = {"modules": names, "kept": sorted(kept), "embeddings": [embedding] if embedding else []}
+    if tied in names:  # quantized on its own; the input embeddings keep the float weight
+        untie_config(model.config)
+        info["untied_output"] = tied
+    return model, info
 
 
 def rebuild(model: nn.Module, entry: dict) -> None:

@@ -44,25 +44,24 @@ def is_linear(module: nn.Module) -> bool:
     return type(module) in (nn.Linear, Conv1D)
 
 
-def select_linears(model: nn.Module, rules: Targets) -> tuple[list[str], dict[str, str]]:
-    """(names of the Linear / Conv1D layers to quantize, {name: why kept} for the others)."""
+def select_linears(model: nn.Module, rules: Targets, untie: bool = False) -> tuple[list[str], dict[str, str]]:
+    """(names of the Linear / Conv1D layers to quantize, {name: why kept} for the others). With `untie` (a method
+    that gives each layer its own quantized weights) an output layer tied to the input embeddings is chosen too
+    when `skip_head` is off; the caller then unties them (`untie_config`)."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     blocks: dict[str, str] = {}  # block prefix -> "edge" or "inner"
     for layers in adapter.stacks(model).values():
         for i, layer in enumerate(layers):
             blocks[names[id(layer)] + "."] = "edge" if i in (0, len(layers) - 1) else "inner"
-    try:
-        tied = model.get_input_embeddings().weight
-    except (AttributeError, NotImplementedError):  # audio / vision models have no token embeddings
-        tied = None
+    tied = tied_output(model)
 
     chosen, kept = [], {}
     for name, module in model.named_modules():
         if not is_linear(module):
             continue
         block = next((kind for prefix, kind in blocks.items() if name.startswith(prefix)), None)
-        if tied is not None and module.weight is tied:
+        if name == tied and (rules.skip_head or not untie):
             kept[name] = "tied to the input embeddings"
         elif any(fnmatch.fnmatchcase(name, p) or name == p for p in rules.skip):
             kept[name] = "listed in skip"
@@ -80,6 +79,24 @@ def select_linears(model: nn.Module, rules: Targets) -> tuple[list[str], dict[st
     if not chosen:
         raise CompressError("skip", "the skip rules leave no Linear layer to quantize", "skip fewer modules")
     return chosen, kept
+
+
+def tied_output(model: nn.Module) -> str | None:
+    """The output layer's module name when it shares its weight with the input embeddings, else None."""
+    try:
+        emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if emb is None or out is None or getattr(out, "weight", None) is not getattr(emb, "weight", False):
+        return None
+    return next(name for name, m in model.named_modules() if m is out)
+
+
+def untie_config(config) -> None:
+    """The output layer has its own (quantized) weights now: loading must not tie it to the input embeddings."""
+    for c in {id(c): c for c in (config, config.get_text_config())}.values():
+        if getattr(c, "tie_word_embeddings", False):
+            c.tie_word_embeddings = False
 
 
 def off_grid(model: nn.Module, names: list[str], out_multiple: int, in_multiple: int) -> dict[str, tuple[int, int]]:
