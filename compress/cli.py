@@ -90,6 +90,9 @@ def prune(
             help="refit output projections to the dense model on the calibration data (default: on with --calibration)",
         ),
     ] = None,
+    audio_window: Annotated[
+        int | None, typer.Option(help="Whisper: seconds of audio the encoder reads (cuts its 30-second window)")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ):
     """Prune heads / KV groups / MLP neurons / layers and save the result (safetensors)."""
@@ -137,6 +140,7 @@ def prune(
         calibration=batches,
         seq_len=seq_len,
         reconstruct=reconstruct,
+        audio_window=audio_window,
     )
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)
     s = plan.summary

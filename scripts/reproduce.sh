@@ -44,6 +44,8 @@ run() {
     int8_guard) "$PY" scripts/bench_int8_guard.py && "$PY" scripts/int8_guard_report.py ;;
     # benchmarks/whisper_multilingual/: whisper-base with data.language vs plain transformers (~15 min)
     whisper_multilingual) "$PY" scripts/check_whisper_multilingual.py --steps 8 ;;
+    # benchmarks/whisper-tiny-asr/window/: the one-shot settings whisper-tiny-asr was chosen from (~15 min)
+    whisper-window) "$PY" scripts/check_whisper_window.py ;;
     # recipe headers and README "Recipes" / "Quick start" (11 to 45 min each)
     minilm-sentiment | minilm-embeddings | whisper-tiny-asr) recipe "$1" ;;
     vit-fashion-mnist) OMP_NUM_THREADS=1 recipe "$1" ;;
@@ -55,7 +57,7 @@ run() {
 }
 
 ALL=(distill distill-1500 quantize peers results-md repair sparsity int8_guard whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
-    whisper-tiny-asr smollm2-chat)
+    whisper-window whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
     run "$table"

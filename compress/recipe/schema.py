@@ -127,6 +127,13 @@ class PruneStage(Strict):
         description="refit each pruned sublayer's output projection (weights + bias) to the unpruned model's output "
         "on the calibration data (ridge least squares, layer by layer; compress.reconstruct)",
     )
+    audio_window: int | None = Field(
+        None,
+        gt=0,
+        le=30,
+        description="Whisper: seconds of audio the encoder reads (default its full 30 s): the encoder's positional "
+        "table keeps its first 50 x N rows, its cost falls with N² (attention) and N; clips longer than N s are cut",
+    )
     guard: GuardSpec = Field(default_factory=GuardSpec, description="fidelity guard (see `guard` below)")
 
     @field_validator("criterion")

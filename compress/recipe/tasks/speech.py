@@ -32,6 +32,7 @@ import transformers
 
 from ...errors import CompressError
 from ...evaluate.speech import transcribe_features, wer
+from ...models.whisper import window_frames
 from ...stats import inputs_for, latency_side_by_side, traced_linear_macs
 from . import whisper_prompt
 from .base import Classifier, Task
@@ -217,7 +218,7 @@ class SpeechRecognition(Task):
 
     def macs(self, model) -> int:
         x = self.latency_inputs([], 1)
-        frames = x["input_features"].shape[-1] // 2  # Whisper's second convolution has stride 2
+        frames = (window_frames(model) or x["input_features"].shape[-1]) // 2  # the second convolution has stride 2
 
         def sizes(stack, role):  # (queries, keys)
             if stack == "encoder":
@@ -261,8 +262,10 @@ class SpeechRecognition(Task):
         n = min(self.data.max_length, next(iter(models.values())).config.max_target_positions - 4)
 
         def transcribe(m):
+            samples = (window_frames(m) or fe.nb_max_frames) * fe.hop_length  # a window-cut model's own window
             for audio in self.audio:
-                feats = fe([audio], sampling_rate=fe.sampling_rate, return_tensors="pt").input_features
+                feats = fe([audio], sampling_rate=fe.sampling_rate, max_length=samples, return_tensors="pt")
+                feats = feats.input_features
                 prompt = whisper_prompt.generate_kwargs(m, proc)
                 ids = m.generate(**inputs_for(m, {"input_features": feats}), max_new_tokens=n, **prompt)
                 proc.tokenizer.batch_decode(ids, skip_special_tokens=True)
