@@ -128,8 +128,8 @@ def render(rows: list[dict]) -> str:
         w = r["wer"]
         speed = f"{r['e2e_speedup']:.2f}x" if "e2e_speedup" in r else ""
         lines.append(
-            f"| {r['setting']} | {w['asterisk test']:.1f} | {w['pocketsphinx']:.1f} | "
-            f"{w['asterisk validation']:.1f} | {speed} |"
+            f"| {r['setting']} | {w['asterisk test']:.2f} | {w['pocketsphinx']:.2f} | "
+            f"{w['asterisk validation']:.2f} | {speed} |"
         )
     return "\n".join(lines) + "\n"
 
