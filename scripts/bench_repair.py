@@ -216,7 +216,8 @@ def render(results: dict) -> str:
         '(refit with `layout="adaptive"`: the same total budget spread by measured layer sensitivity). Llama\'s',
         "output projections have no bias, so bias compensation is a no-op for SmolLM2 (not run). Seconds and peak",
         "memory (process VmHWM during the prune call, which holds the dense copy the refit compares against) were",
-        "measured on the shared 2-core CPU, one thread, under the heavy-job lock; repair s = the refit alone.",
+        "measured on the shared 2-core CPU under the heavy-job lock, with the threads given per table or row;",
+        "repair s = the refit alone.",
         "",
     ]
     if "minilm" in results:
@@ -224,7 +225,7 @@ def render(results: dict) -> str:
         dense = next(x for x in r["rows"] if x["repair"] == "dense")
         lines += [f"## {r.get('model', 'MiniLM-L6')}", ""]
         if r.get("complete"):
-            lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}.", ""]
+            lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}; {r['threads']} thread(s).", ""]
         else:
             lines += ["(interrupted run: the rows measured so far)", ""]
         if "commit" not in r:  # the first run (2026-12-02 01:11-01:35 UTC, before the commit field existed)
@@ -253,9 +254,9 @@ def render(results: dict) -> str:
             lines += [f"{r['data']}; calibration: {r['calibration']}.", ""]
         else:
             lines += ["(interrupted run: the rows measured so far)", ""]
-        lines += ["| plan | repair | params | perplexity | x teacher | prune s | repair s | peak MB |"]
-        lines += ["|---|---|---|---|---|---|---|---|"]
-        lines.append(f"| dense | | {dense['params'] / 1e6:.1f}M | {dense['perplexity']:.1f} | 1.00 | | | |")
+        lines += ["| plan | repair | params | perplexity | x teacher | prune s | repair s | peak MB | threads |"]
+        lines += ["|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| dense | | {dense['params'] / 1e6:.1f}M | {dense['perplexity']:.1f} | 1.00 | | | | |")
         for x in r["rows"]:
             if x["repair"] == "dense":
                 continue
@@ -263,8 +264,10 @@ def render(results: dict) -> str:
             lines.append(
                 f"| {x['plan']} | {x['repair']} | {x['params'] / 1e6:.1f}M ({change:+.1%}) | "
                 f"{x['perplexity']:.1f} | {x['x_teacher']:.2f} | {x['prune_seconds']:.0f} | "
-                f"{x['repair_seconds']:.0f} | {x['peak_rss_mb']:.0f} |"
+                f"{x['repair_seconds']:.0f} | {x['peak_rss_mb']:.0f} | {x.get('threads', '')} |"
             )
+        if any("threads" not in x for x in r["rows"]):
+            lines += ["", "threads blank: rows of the first run (`scripts/reproduce.sh repair`, `--threads 1`)."]
         lines.append("")
     return "\n".join(lines)
 

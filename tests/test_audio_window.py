@@ -12,7 +12,7 @@ import transformers as T
 
 import compress
 from compress.errors import CompressError
-from compress.evaluate.speech import transcribe_features
+from compress.evaluate.speech import transcribe_features, wer
 from compress.recipe.schema import PruneStage
 from tiny import make, whisper_asr
 
@@ -118,3 +118,40 @@ def test_int8_of_a_tied_output_layer_unties_it_and_reloads_exactly(family, tmp_p
         x = {"input_features": torch.randn(1, 8, 32), "decoder_input_ids": x["input_ids"]}
     with torch.inference_mode():
         assert torch.equal(loaded(**x).logits, model(**x).logits)
+
+
+def test_window_and_int8_head_recipe_end_to_end(fake_speech_cache, tmp_path):
+    """The whisper-tiny-asr recipe's stages on the tiny 3-second Whisper: each stage's model reads its own window."""
+    import json
+
+    import yaml
+
+    from compress import assets
+    from compress.evaluate.speech import transcribe
+    from compress.recipe.runner import run_recipe
+
+    model, proc = _whisper()
+    compress.save(model, tmp_path / "model", tokenizer=proc)
+    recipe = {
+        "name": "tiny-window",
+        "model": str(tmp_path / "model"),
+        "task": "speech-recognition",
+        "data": {"source": "espeak-speech", "subset": "sentences", "calibration_size": 4, "max_length": 8},
+        "stages": [
+            {"prune": {"audio_window": 2, "reconstruct": False}},
+            {"quantize": {"method": "int8-dynamic", "options": {"granularity": "per-tensor", "skip_head": False}}},
+            {"evaluate": {"repeats": 3, "latency_batch_sizes": [1], "max_new_tokens": 4}},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run_recipe(tmp_path / "r.yaml", tmp_path / "out")
+    rows = json.loads((tmp_path / "out" / "report.json").read_text())["evaluation"]["rows"]
+    assert [r["name"] for r in rows] == ["dense", "01-prune", "02-quantize"]
+    assert all(r["e2e_speedup"] > 0 for r in rows) and rows[1]["macs"] < rows[0]["macs"]
+    final = compress.load(tmp_path / "out" / "final")
+    assert final.config.max_source_positions == 100 and final.config.tie_word_embeddings is False
+    assert type(final.proj_out).__name__ == "Int8Linear"
+    assert T.AutoProcessor.from_pretrained(tmp_path / "out" / "final").feature_extractor.nb_max_frames == 200
+    clips = assets.module("espeak-speech").load("sentences")["test"]
+    hyps = transcribe(final, proc, [c["audio"] for c in clips], max_new_tokens=8)  # 3-second features, cut
+    assert rows[2]["wer"] == pytest.approx(wer([c["text"] for c in clips], hyps))

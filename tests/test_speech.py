@@ -3,14 +3,12 @@ speech-recognition recipe end to end on a handful of clips (cached asset folders
 
 import json
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 import compress
 from compress.assets import whisper_ct2
-from compress.assets._audio import save_clips
 from compress.evaluate.speech import normalize, wer
 from compress.recipe.runner import run_recipe
 from tiny import whisper_asr
@@ -78,42 +76,6 @@ def test_collate_pads_token_labels_with_ignore_index():
     )
     assert batch["input_features"].shape == (2, 8, 32)
     assert batch["labels"].tolist() == [[2, 5, 6, -100, -100], [2, 7, 8, 9, 0]]
-
-
-def _clips(texts, seed):
-    rng = np.random.default_rng(seed)
-    t = np.arange(8000) / 16_000
-    return [
-        {"audio": (0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.01 * rng.standard_normal(8000)), "text": s}
-        for i, s in enumerate(texts)
-    ]
-
-
-@pytest.fixture
-def fake_speech_cache(tmp_path, monkeypatch):
-    """espeak-speech (sentences, keywords) and pocketsphinx-utterances as their cache folders would hold them (sine
-    tones with transcripts: the pipeline is under test, not recognition)."""
-    monkeypatch.setenv("COMPRESS_CACHE", str(tmp_path / "cache"))
-    words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-    espeak = tmp_path / "cache" / "espeak-speech"
-    (espeak / "sentences").mkdir(parents=True)
-    splits = {
-        "train": _clips([f"{a} {b}" for a, b in zip(words, words[3:])], 0),
-        "validation": _clips(["go on"], 1),
-        "test": _clips(["stop it", "left right"], 2),
-    }
-    save_clips(espeak / "sentences", {k: [{**r, "label": None} for r in v] for k, v in splits.items()})
-    (espeak / ".complete").write_text("ok\n")
-    (espeak / "keywords").mkdir()
-    keywords = {
-        split: [{**r, "label": i % 2} for i, r in enumerate(_clips(["yes", "no"] * n, seed))]
-        for split, n, seed in (("train", 6, 4), ("validation", 1, 5), ("test", 3, 6))
-    }
-    save_clips(espeak / "keywords", keywords)
-    real = tmp_path / "cache" / "pocketsphinx-utterances"
-    real.mkdir()
-    save_clips(real, {"test": [{**r, "label": None} for r in _clips(["ten of clubs", "five five", "go"], 3)]})
-    (real / ".complete").write_text("ok\n")
 
 
 def test_tiny_whisper_recipe_end_to_end(fake_speech_cache, tmp_path):
