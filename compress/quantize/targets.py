@@ -54,14 +54,18 @@ def select_linears(model: nn.Module, rules: Targets, untie: bool = False) -> tup
     for layers in adapter.stacks(model).values():
         for i, layer in enumerate(layers):
             blocks[names[id(layer)] + "."] = "edge" if i in (0, len(layers) - 1) else "inner"
-    tied = tied_output(model)
+    try:
+        embeddings = model.get_input_embeddings().weight
+    except (AttributeError, NotImplementedError):  # audio / vision models have no token embeddings
+        embeddings = None
+    untied = tied_output(model) if untie and not rules.skip_head else None  # the one layer that may be untied
 
     chosen, kept = [], {}
     for name, module in model.named_modules():
         if not is_linear(module):
             continue
         block = next((kind for prefix, kind in blocks.items() if name.startswith(prefix)), None)
-        if name == tied and (rules.skip_head or not untie):
+        if embeddings is not None and module.weight is embeddings and name != untied:
             kept[name] = "tied to the input embeddings"
         elif any(fnmatch.fnmatchcase(name, p) or name == p for p in rules.skip):
             kept[name] = "listed in skip"
