@@ -1,6 +1,7 @@
 """Quantization: every method x family runs close to fp32, saves real low-bit tensors, reloads bit-identically through
 `compress.load`; composes with pruning; skip rules; clean errors (Python and CLI: exit 2, nothing written)."""
 
+import copy
 import json
 import sys
 import warnings
@@ -299,9 +300,11 @@ def test_skip_rules():
                                 "model.layers.1.self_attn.v_proj", "model.layers.1.self_attn.o_proj",
                                 "model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"]  # fmt: skip
     assert "lm_head" in entry["kept"] and "model.layers.0.mlp.up_proj" in entry["kept"]
-    model, _ = make("gpt2")  # lm_head is tied to the embeddings: never quantized, even with skip_head=False
-    entry = compress.quantize(model, "int8-dynamic", skip_head=False).config.compress["quantization"]
+    model, _ = make("gpt2")  # lm_head is tied to the embeddings: kept by default, untied with skip_head=False
+    entry = compress.quantize(copy.deepcopy(model), "int8-dynamic").config.compress["quantization"]
     assert "lm_head" in entry["kept"] and len(entry["modules"]) == 12
+    entry = compress.quantize(model, "int8-dynamic", skip_head=False).config.compress["quantization"]
+    assert entry["modules"][-1] == "lm_head" and len(entry["modules"]) == 13 and entry["untied_output"] == "lm_head"
 
 
 def test_errors_name_the_field_and_alternatives(monkeypatch):

@@ -19,7 +19,7 @@ from compress.recipe.runner import run_recipe
 from compress.recipe.schema import DataSpec, EvaluateStage, Recipe
 from compress.recipe.tasks import whisper_prompt
 from compress.recipe.tasks.speech import SpeechRecognition
-from test_speech import _clips, fake_speech_cache  # noqa: F401 (a fixture)
+from conftest import _clips
 from tiny import make, whisper_asr
 
 SOT, EN, DE, TRANSLATE, TRANSCRIBE, NO_TIMESTAMPS = 1, 2, 4, 5, 6, 10
@@ -187,7 +187,7 @@ def test_normaliser_is_english_only_for_english():
 
 
 def test_tiny_multilingual_recipe_end_to_end_writes_the_prompt_into_the_final_model(
-    fake_speech_cache,  # noqa: F811
+    fake_speech_cache,
     multilingual,
     tmp_path,
 ):
