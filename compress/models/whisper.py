@@ -1,5 +1,9 @@
 """Whisper: encoder self-attention, decoder self- and cross-attention (cross-attention reads `num_heads`)."""
 
+import json
+from pathlib import Path
+
+from ..errors import CompressError
 from .base import AttentionSite, ConfigFields, MlpSite, ModelAdapter
 
 
@@ -48,16 +52,14 @@ def window_frames(model) -> int | None:
 
 def cut_window(model, seconds: float) -> int:
     """Keep the encoder's first `seconds` of audio (in place); returns the encoder positions kept."""
-    from ..errors import CompressError
-
     encoder = model.get_encoder()
     positions = encoder.embed_positions.num_embeddings
-    kept = round(float(seconds) * POSITIONS_PER_SECOND)
+    kept, full = round(float(seconds) * POSITIONS_PER_SECOND), positions / POSITIONS_PER_SECOND
     if not float(seconds).is_integer() or not 0 < kept <= positions:
         raise CompressError(
             "audio_window",
-            f"{seconds!r} s is outside the model's window of {positions / POSITIONS_PER_SECOND:g} s",
-            f"use whole seconds in (0, {positions / POSITIONS_PER_SECOND:g}]",
+            f"{seconds!r} is not a whole number of seconds within the model's {full:g}-second window",
+            f"use whole seconds in (0, {full:g}]",
         )
     if kept < positions:
         table = encoder.embed_positions
@@ -100,9 +102,6 @@ def crop_features(model, inputs: dict) -> dict:
 
 def save_window(model, folder) -> None:
     """Make the saved feature extractor produce the model's window (plain transformers users call it directly)."""
-    import json
-    from pathlib import Path
-
     frames = window_frames(model)
     if frames is None:
         return
