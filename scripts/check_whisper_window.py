@@ -28,7 +28,7 @@ from rich.console import Console  # noqa: E402
 import compress  # noqa: E402
 from compress import assets  # noqa: E402
 from compress.evaluate.speech import transcribe_features, wer  # noqa: E402
-from compress.models.whisper import window_frames  # noqa: E402
+from compress.models.whisper import window_samples  # noqa: E402
 from compress.recipe.load import load_recipe  # noqa: E402
 from compress.recipe.runner import RecipeRun  # noqa: E402
 
@@ -81,7 +81,7 @@ def main() -> None:
         times = {n: [] for n in models}
         for _ in range(6):
             for name, model in models.items():
-                samples = (window_frames(model) or fe.nb_max_frames) * fe.hop_length
+                samples = window_samples(model, fe)
                 t = time.perf_counter()
                 for audio in clips:
                     x = fe([audio], sampling_rate=16_000, max_length=samples, return_tensors="pt").input_features

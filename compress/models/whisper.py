@@ -72,12 +72,9 @@ def cut_window(model, seconds: float) -> int:
 
 def _crop_features(encoder, args, kwargs):
     """Forward pre-hook: features longer than the window (a pipeline's shared 30-second features) are cut to it."""
-    frames = encoder.config.max_source_positions * 2
-    if args and args[0].shape[-1] > frames:
-        args = (args[0][..., :frames], *args[1:])
-    elif "input_features" in kwargs and kwargs["input_features"].shape[-1] > frames:
-        kwargs = {**kwargs, "input_features": kwargs["input_features"][..., :frames]}
-    return args, kwargs
+    if args:
+        args = (crop_features(encoder, {"input_features": args[0]})["input_features"], *args[1:])
+    return args, crop_features(encoder, kwargs)
 
 
 def attach_window(model) -> None:
@@ -90,9 +87,14 @@ def attach_window(model) -> None:
         encoder._compress_window_hook = True
 
 
+def window_samples(model, feature_extractor) -> int:
+    """Audio samples in the window the model reads (the feature extractor's own window for other families)."""
+    return (window_frames(model) or feature_extractor.nb_max_frames) * feature_extractor.hop_length
+
+
 def crop_features(model, inputs: dict) -> dict:
-    """`inputs` with `input_features` cut to the model's window (what `generate` must get: it treats longer
-    features as long-form audio)."""
+    """`inputs` with `input_features` cut to the window of `model` (a Whisper model or its encoder); `generate` must
+    get them cut, as it treats longer features as long-form audio."""
     frames = window_frames(model)
     x = inputs.get("input_features")
     if frames is None or x is None or x.shape[-1] <= frames:

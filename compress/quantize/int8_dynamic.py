@@ -171,10 +171,10 @@ class Int8Embedding(nn.Module):
 
 def _embedding_name(model: nn.Module) -> str | None:
     """The input token embeddings' module name, unless the output layer shares their weight."""
-    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    emb = model.get_input_embeddings()
     if not isinstance(emb, nn.Embedding):
         return None
-    if out is not None and out.weight is emb.weight:
+    if tied_output(model) is not None:
         warnings.warn(
             "int8-dynamic: the token embeddings are tied to the output layer; they stay in float", stacklevel=3
         )

@@ -32,7 +32,7 @@ import transformers
 
 from ...errors import CompressError
 from ...evaluate.speech import transcribe_features, wer
-from ...models.whisper import window_frames
+from ...models.whisper import window_frames, window_samples
 from ...stats import inputs_for, latency_side_by_side, traced_linear_macs
 from . import whisper_prompt
 from .base import Classifier, Task
@@ -262,7 +262,7 @@ class SpeechRecognition(Task):
         n = min(self.data.max_length, next(iter(models.values())).config.max_target_positions - 4)
 
         def transcribe(m):
-            samples = (window_frames(m) or fe.nb_max_frames) * fe.hop_length  # a window-cut model's own window
+            samples = window_samples(m, fe)  # a window-cut model's own window
             for audio in self.audio:
                 feats = fe([audio], sampling_rate=fe.sampling_rate, max_length=samples, return_tensors="pt")
                 feats = feats.input_features
