@@ -71,7 +71,7 @@ def prune(
     mlp: Ratio = 0.0,
     kv_heads: Ratio = 0.0,
     layers: Annotated[float, typer.Option(help="layers to remove per stack: a count (>= 1) or a fraction (< 1)")] = 0,
-    criterion: Annotated[str | None, typer.Option(help="magnitude|taylor|fisher|activation|random")] = None,
+    criterion: Annotated[str | None, typer.Option(help="magnitude|taylor|fisher|activation|obs|random")] = None,
     layout: Annotated[
         str,
         typer.Option(

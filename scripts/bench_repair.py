@@ -55,6 +55,9 @@ VARIANTS = {
     # the refit with sublayer-output targets only (the default, target="residual", fits the residual stream where
     # the block is pre-norm; BERT-style post-norm blocks use output targets either way)
     "refit-output": dict(compensate=True, reconstruct=True, target="output"),
+    # the refit on units ranked by structured OBS (criterion="obs") instead of activation norms
+    "obs+refit": dict(compensate=True, reconstruct=True, criterion="obs"),
+    "obs+refit+adaptive": dict(compensate=True, reconstruct=True, criterion="obs", layout="adaptive"),
 }
 
 
@@ -87,7 +90,8 @@ def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
     except OSError:
         rss0 = None
     t0 = time.perf_counter()
-    plan = compress.prune(model, calibration=calibration, criterion="activation", **kw)
+    kw.setdefault("criterion", "activation")
+    plan = compress.prune(model, calibration=calibration, **kw)
     refit = plan.summary.get("reconstruct") or {}
     if target:
         refit = compress.reconstruct(model, dense, calibration, target=target)

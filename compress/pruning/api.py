@@ -86,7 +86,7 @@ def prune(
 
     heads / kv_heads / mlp: fraction of query heads / KV groups / MLP neurons to remove, in [0, 1).
     layers: number (int) or fraction (float) of layers to remove from every stack.
-    criterion: magnitude | taylor | fisher | activation | random (see `compress.pruning.importance`); default
+    criterion: magnitude | taylor | fisher | activation | obs | random (see `compress.pruning.importance`); default
         "activation" when calibration is given (best one-shot fidelity on MiniLM), else "magnitude".
     layout: "uniform" (same width in every layer), "global" (ranked across layers) or "adaptive" (the uniform total,
         spread by each layer's measured sensitivity on the calibration data; see `compress.pruning.adaptive`).

@@ -6,6 +6,9 @@ Higher = more important. A criterion is one function registered in `CRITERIA`:
 - taylor:     first-order Taylor, sum over batches of |dL/dm| for a mask m = 1 on the unit.
 - fisher:     sum over batches of (dL/dm)^2, the empirical Fisher of the mask (Kwon et al. 2022).
 - activation: ||unit activations||_2 x ||output-weight columns||_2 over calibration tokens (Wanda / FLAP-like).
+- obs:        structured Optimal Brain Surgeon on each output projection's calibration Gram matrix (SlimGPT-like,
+              `compress.pruning.obs`): units ranked by the output error their removal adds once the kept ones are
+              re-fitted, so it pairs with `reconstruct`.
 - random:     seeded uniform scores, a baseline (with calibration it records input means like the others, so
               bias compensation applies to it too).
 
@@ -30,6 +33,8 @@ from ..models import get_adapter
 from ..models.base import in_features
 from ..progress import track
 from .masks import apply_masks, hook_unit_inputs, output_projections
+from .obs import obs_scores
+from .reconstruct import augmented_weight
 from .record import attention_key, iter_layers, mlp_key
 
 
@@ -172,6 +177,9 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
     units = {k: in_features(m) // w for k, (m, w) in points.items()}
     acc = {k: torch.zeros(n) for k, n in units.items()}
     sums = {k: torch.zeros(n * points[k][1], dtype=torch.float64) for k, n in units.items()}
+    # xᵀx of each projection's input, for obs only (float64: (in, in) per projection)
+    grams = {k: torch.zeros(len(v), len(v), dtype=torch.float64) for k, v in sums.items() if mode == "obs"}
+    forward_only = mode in ("activation", "obs")
     counts = dict.fromkeys(units, 0.0)
     layer_acc: dict[str, torch.Tensor] = {}
     reached: set[str] = set()  # sites whose mask got a gradient in at least one batch
@@ -187,10 +195,13 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
         counts[key] += float(w.sum()) if w is not None else flat.shape[0]
         if mode == "activation":
             acc[key] += flat.pow(2).reshape(-1, units[key], points[key][1]).sum((0, 2)).cpu()
+        elif mode == "obs":
+            f = flat.double().cpu()
+            grams[key] += f.t() @ f
 
     try:
         hooks = hook_unit_inputs(model, record)
-        if mode != "activation":
+        if not forward_only:
             masks = {k: torch.ones(n, device=device, requires_grad=True) for k, n in units.items()}
             hooks.handles += apply_masks(model, masks).handles  # masks of ones: statistics see the real input
         with hooks, _BlockInfluence(model, current) as bi:
@@ -202,7 +213,7 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
                     batch = _to(batch, device)
                     current.clear()
                     current.update(batch)
-                    if mode == "activation":
+                    if forward_only:
                         with torch.no_grad():
                             model(**batch)  # labels kept: seq2seq decoders build their inputs from them
                         continue
@@ -224,10 +235,21 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
         for k, (m, w) in points.items():
             col = _in_sq(m).reshape(-1, w).sum(1).sqrt()
             acc[k] = acc[k].sqrt() * col.cpu()
-    if mode != "activation" and len(reached) < len(units):
+    if mode == "obs":
+        for k, (m, w) in points.items():
+            acc[k] = obs_scores(augmented_weight(m), _augmented_gram(grams.pop(k), sums[k], counts[k], m), units[k], w)
+    if not forward_only and len(reached) < len(units):
         _magnitude_for_unreached(model, mode, acc, sorted(set(units) - reached), points)
     means = {k: (sums[k] / max(counts[k], 1.0)).float() for k in sums}
     return _split(model, acc, layer_acc, means)
+
+
+def _augmented_gram(G: torch.Tensor, total: torch.Tensor, count: float, module: nn.Module) -> torch.Tensor:
+    """[x 1]ᵀ[x 1] from xᵀx, the sum of x and the token count, matching `augmented_weight`'s bias row."""
+    if module.bias is None:
+        return G
+    top = torch.cat([G, total[:, None]], 1)
+    return torch.cat([top, torch.cat([total, torch.tensor([count], dtype=total.dtype)])[None]], 0)
 
 
 def _magnitude_for_unreached(model: nn.Module, mode: str, acc: dict, missing: list[str], points: dict) -> None:
@@ -311,3 +333,8 @@ def fisher(model: nn.Module, calibration) -> Scores:
 @register_criterion("activation", needs_calibration=True)
 def activation(model: nn.Module, calibration) -> Scores:
     return _calibration_pass(model, calibration, "activation")
+
+
+@register_criterion("obs", needs_calibration=True)
+def obs(model: nn.Module, calibration) -> Scores:
+    return _calibration_pass(model, calibration, "obs")
