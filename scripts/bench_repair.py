@@ -1,10 +1,12 @@
 """Repair ablation after one-shot pruning, on real models (a script, not a test: minutes of CPU, timings vary).
 
-For each model and budget, the same pruning (activation criterion) with four repairs:
+For each model and budget, the same pruning (activation criterion) with these repairs:
   none            the cut alone (compensate=False, reconstruct=False)
   bias            FLAP bias compensation (compress's behaviour before the refit existed)
   refit           bias compensation + the layer-wise ridge refit of output projections (compress.reconstruct)
   refit+adaptive  the same with layout="adaptive" (per-layer widths from calibration sensitivity)
+  obs+refit       refit, with the units chosen by criterion="obs" (structured OBS) instead of activation norms
+  obs+refit+adaptive
 and, for each, the one-shot quality (no training), the repair's seconds and the process's peak memory during the
 prune call (VmHWM, reset before each call through /proc/self/clear_refs).
 
@@ -15,12 +17,19 @@ prune call (VmHWM, reset before each call through /proc/self/clear_refs).
              20 % MLP, width only: 50 % MLP, and fewer layers with more MLP in between; widths multiples of 64),
              held-out perplexity on Moby-Dick ch. 1-3 exactly as the recipe measures it
              (its data section: 64 passages of <= 256 tokens, batch 8) with the recipe's calibration (32 passages).
+  - vit:     the ViT of recipes/vit-fashion-mnist.yaml (the teacher its train stage made: --vit-teacher), 50 % heads
+             + neurons, accuracy on the recipe's 10,000 test images, its 256 calibration images.
+  - whisper: Whisper tiny.en of recipes/whisper-tiny-asr.yaml, a third of the heads and of the MLP neurons of the
+             encoder alone, then of the decoder alone (the other stack protected); WER on the recipe's evaluation
+             split with its 32 calibration clips.
 
 Results go to benchmarks/repair/results.json (one section per model, merged with what is there) and the README
 table is generated from that file:
 
     flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py minilm [--budgets 0.25,0.5,0.75]
     flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py smollm2
+    flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py vit      # after reproduce.sh vit-fashion-mnist
+    flock /tmp/heavy.lock .venv/bin/python scripts/bench_repair.py whisper
     .venv/bin/python scripts/bench_repair.py report         # README.md from results.json only
 """
 
@@ -43,6 +52,7 @@ import torch  # noqa: E402
 
 import compress  # noqa: E402
 from compress.memory import proc_status  # noqa: E402
+from compress.models import get_adapter  # noqa: E402
 from compress.pruning.budget import LAYOUTS  # noqa: E402
 from compress.stats import count_params  # noqa: E402
 
@@ -208,6 +218,110 @@ def bench_smollm2(args) -> dict:
     }
 
 
+def _recipe_run(name: str, more: list[str] | None = None):
+    """The recipe and a RecipeRun of it (its task, data, calibration and model), with no stage run."""
+    from rich.console import Console
+
+    from compress.recipe.load import load_recipe
+    from compress.recipe.runner import RecipeRun
+
+    recipe = load_recipe(str(OUT.parents[1] / "recipes" / f"{name}.yaml"), more or [])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RecipeRun(recipe, Path(tmp) / "run", resume=False, console=Console(quiet=True))
+    return recipe, run
+
+
+def _one_shot_rows(dense, calib, settings: dict, quality, names: str) -> list[dict]:
+    """settings: {name: prune kwargs}; a dense row, then one row per setting and repair variant."""
+    rows = [{"setting": "dense", "repair": "dense", "params": count_params(dense), **quality(dense)}]
+    log(f"dense: {rows[0]}")
+    for setting, prune_kw in settings.items():
+        for name, kw in variants(names).items():
+            model, info = pruned_copy(dense, calib, **prune_kw, **kw)
+            rows.append({"setting": setting, "repair": name, **info, **quality(model)})
+            log(f"{setting} {name}: {rows[-1]}")
+            checkpoint({"rows": rows})
+            del model
+    return rows
+
+
+def bench_vit(args) -> dict:
+    from compress.recipe.data import split
+
+    recipe, run = _recipe_run("vit-fashion-mnist")
+    if not (args.vit_teacher / "config.json").exists():
+        raise SystemExit(
+            f"--vit-teacher: no model in {args.vit_teacher}; run `scripts/reproduce.sh vit-fashion-mnist` first "
+            "(its train stage makes the teacher) or pass the folder of one"
+        )
+    dense = compress.load(args.vit_teacher).eval()
+    d = recipe.data
+    run.task.prepare(dense, split(run.rows, d.eval_split, d.eval_size), None)
+    ratio = 0.5
+    rows = _one_shot_rows(
+        dense, run.calibration(), {f"{ratio:.0%} heads + neurons": dict(heads=ratio, mlp=ratio)},
+        lambda m: {k: v for k, v in run.task.quality(m).items() if k == "accuracy"}, args.variants,
+    )  # fmt: skip
+    return {
+        "model": f"ViT trained from scratch by recipes/vit-fashion-mnist.yaml's train stage ({args.vit_teacher})",
+        "data": f"Fashion-MNIST: accuracy on the {d.eval_size:,} test images",
+        "calibration": f"the recipe's {d.calibration_size} training images",
+        "metric": "accuracy",
+        "rows": rows,
+    }
+
+
+def bench_whisper(args) -> dict:
+    from compress.recipe.data import split
+
+    recipe, run = _recipe_run("whisper-tiny-asr")
+    dense, d = run.model.eval(), recipe.data
+    rows_eval = split(run.rows, d.eval_split, d.eval_size)
+    run.task.prepare(dense, rows_eval, None)
+    stacks = get_adapter(dense).stacks(dense)
+    settings = {
+        f"{stack} 1/3 heads + neurons": dict(
+            heads=1 / 3, mlp=1 / 3, protect=[f"{other}.{i}" for other in stacks if other != stack
+                                             for i in range(len(stacks[other]))],
+        )
+        for stack in stacks
+    }  # fmt: skip
+    rows = _one_shot_rows(
+        dense, run.calibration(), settings, lambda m: {"wer": run.task.quality(m)["wer"]}, args.variants
+    )
+    return {
+        "model": "Whisper tiny.en (whisper-tiny-en asset)",
+        "data": f"Asterisk prompts: WER on the recipe's evaluation split ({len(rows_eval)} clips)",
+        "calibration": f"the recipe's {d.calibration_size} training clips",
+        "metric": "wer",
+        "rows": rows,
+    }
+
+
+def _render_rows(r: dict) -> list[str]:
+    """A table for a section measured by `_one_shot_rows` (vit, whisper)."""
+    metric = r["metric"]
+    dense = next(x for x in r["rows"] if x["repair"] == "dense")
+    lines = [f"## {r['model']}", ""]
+    if r.get("complete"):
+        lines += [f"{r['data']}; calibration: {r['calibration']}; {r['threads']} thread(s).", ""]
+    else:
+        lines += ["(interrupted run: the rows measured so far)", ""]
+    name = "accuracy %" if metric == "accuracy" else "WER %"
+    lines += [f"| setting | repair | params | {name} | vs dense (pts) | prune s | repair s | peak MB |"]
+    lines += ["|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| dense | | {dense['params'] / 1e6:.2f}M | {100 * dense[metric]:.2f} | | | | |")
+    for x in r["rows"]:
+        if x["repair"] == "dense":
+            continue
+        lines.append(
+            f"| {x['setting']} | {x['repair']} | {x['params'] / 1e6:.2f}M | {100 * x[metric]:.2f} | "
+            f"{100 * (x[metric] - dense[metric]):+.2f} | {x['prune_seconds']:.1f} | {x['repair_seconds']:.1f} | "
+            f"{x['peak_rss_mb']:.0f} |"
+        )
+    return lines + [""]
+
+
 def render(results: dict) -> str:
     lines = [
         "# Repair after pruning: ablation",
@@ -273,17 +387,21 @@ def render(results: dict) -> str:
         if any("threads" not in x for x in r["rows"]):
             lines += ["", "threads blank: rows of the first run (`scripts/reproduce.sh repair`, `--threads 1`)."]
         lines.append("")
+    for key in ("vit", "whisper"):
+        if key in results:
+            lines += _render_rows(results[key])
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["minilm", "smollm2", "report"])
+    ap.add_argument("what", choices=["minilm", "smollm2", "vit", "whisper", "report"])
     ap.add_argument("--budgets", default="0.25,0.5,0.75")
     ap.add_argument(
         "--variants",
-        help="default: minilm none,bias,refit,refit+adaptive; smollm2 none,refit,refit-output,refit+adaptive "
-        "(Llama's output projections have no bias: bias compensation is a no-op there)",
+        help="default: smollm2 none,refit,refit-output,refit+adaptive (Llama's output projections have no bias: "
+        "bias compensation is a no-op there); whisper none,bias,refit,refit+adaptive,obs+refit; the others "
+        "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive",
     )
     ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
     ap.add_argument("--threads", type=int, default=2)
@@ -292,6 +410,12 @@ def main() -> None:
     ap.add_argument(
         "--append", action="store_true", help="smollm2: keep the rows already in results.json, measure missing ones"
     )
+    ap.add_argument(
+        "--vit-teacher",
+        type=Path,
+        default=OUT.parents[1] / "out" / "reproduce" / "vit-fashion-mnist" / "01-train" / "model",
+        help="vit: the dense ViT (default: what `scripts/reproduce.sh vit-fashion-mnist` trained)",
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -299,9 +423,10 @@ def main() -> None:
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.variants is None:
-        args.variants = (
-            "none,bias,refit,refit+adaptive" if args.what == "minilm" else "none,refit,refit-output,refit+adaptive"
-        )
+        args.variants = {
+            "smollm2": "none,refit,refit-output,refit+adaptive",
+            "whisper": "none,bias,refit,refit+adaptive,obs+refit",
+        }.get(args.what, "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive")
     global _SAVE
 
     def save(section):
@@ -313,7 +438,8 @@ def main() -> None:
     if args.what != "report":
         t0 = time.perf_counter()
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        section = {"minilm": bench_minilm, "smollm2": bench_smollm2}[args.what](args)
+        benches = {"minilm": bench_minilm, "smollm2": bench_smollm2, "vit": bench_vit, "whisper": bench_whisper}
+        section = benches[args.what](args)
         section.update(threads=args.threads, seconds=round(time.perf_counter() - t0), date=time.strftime("%Y-%m-%d"))
         section["commit"] = commit  # the code measured (uncommitted edits aside)
         section["load_average"] = os.getloadavg()[0]

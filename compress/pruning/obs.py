@@ -36,27 +36,30 @@ def obs_scores(
     if int(info) != 0:  # not positive definite even with the ridge: a far larger one
         L = torch.linalg.cholesky(H + 1e3 * lam * torch.eye(G.shape[0], dtype=G.dtype))
     Hinv = torch.cholesky_inverse(L)
-    rows = torch.arange(units * width).reshape(units, width)
-    active = torch.ones(units, dtype=torch.bool)
+    alive = torch.arange(units)  # unit ids still in; W and Hinv hold their rows, then the bias row (compacted)
     costs = torch.zeros(units, dtype=torch.float64)
     order: list[int] = []
-    while active.any():
-        idx = active.nonzero().squeeze(1)
-        r = rows[idx]  # (n, width)
-        blocks = Hinv[r[:, :, None], r[:, None, :]]  # (n, width, width)
-        Wu = W[r]  # (n, width, D)
-        cost = (Wu * torch.linalg.solve(blocks, Wu)).sum((1, 2))
-        k = max(1, math.ceil(len(idx) * step))
-        pick = torch.topk(cost, k, largest=False).indices
-        gone = idx[pick]
-        costs[gone] = cost[pick]
-        order += gone[torch.argsort(cost[pick])].tolist()
-        R = rows[gone].reshape(-1)
-        S = torch.linalg.solve(Hinv[R][:, R], torch.eye(len(R), dtype=H.dtype))  # (H⁻¹_RR)⁻¹
+    while len(alive):
+        n = len(alive)
+        if width == 1:
+            cost = W[:n].pow(2).sum(1) / Hinv.diagonal()[:n]
+        else:
+            r = torch.arange(n * width).reshape(n, width)
+            Wu = W[r]  # (n, width, D)
+            cost = (Wu * torch.linalg.solve(Hinv[r[:, :, None], r[:, None, :]], Wu)).sum((1, 2))
+        pick = torch.topk(cost, max(1, math.ceil(n * step)), largest=False).indices
+        pick = pick[torch.argsort(cost[pick])]
+        costs[alive[pick]] = cost[pick]
+        order += alive[pick].tolist()
+        R = (pick[:, None] * width + torch.arange(width)).reshape(-1)
+        S = torch.linalg.inv(Hinv[R][:, R])  # (H⁻¹_RR)⁻¹: removing R updates W and H⁻¹ by the Schur complement
         HR = Hinv[:, R]
         W -= HR @ (S @ W[R])
         Hinv -= HR @ S @ HR.t()
-        active[gone] = False
+        keep_units = torch.ones(n, dtype=torch.bool)
+        keep_units[pick] = False
+        keep = torch.cat([keep_units.repeat_interleave(width), torch.ones(W.shape[0] - n * width, dtype=torch.bool)])
+        W, Hinv, alive = W[keep], Hinv[keep][:, keep], alive[keep_units]
     ranked = costs[order].cummax(0).values
     ranked = ranked + torch.arange(units, dtype=torch.float64) * (float(ranked.max()) * 1e-9 + 1e-30)  # strict order
     scores = torch.empty(units, dtype=torch.float64)
