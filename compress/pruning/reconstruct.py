@@ -382,7 +382,7 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
             while d_next < end:
                 d_out = [c[d_next].run(d_layers[d_next], h) for c, h in zip(d_calls, d_out)]
                 d_next += 1
-            targets = _residual_targets(d_hidden, targets, d_out, length)
+            targets = _residual_targets(d_hidden, targets, d_out, length, {k for k, _ in todo})
         if post:  # post-norm: match the dense norm's input (sublayer output + residual)
             targets = norm_in
         for key, module in todo:
@@ -435,11 +435,14 @@ def _is_residual(hidden, outputs: dict[str, list], layer_out, length=None) -> bo
     return True
 
 
-def _residual_targets(hidden, outputs: dict[str, list], stream_end, length=None) -> dict[str, list]:
-    """Per sublayer: the dense residual stream right after it (the last one: the dense stream at the next kept
-    layer); `_accumulate` subtracts the pruned stream before the sublayer."""
+def _residual_targets(hidden, outputs: dict[str, list], stream_end, length=None, only=None) -> dict[str, list]:
+    """Per sublayer (of `only`, when given: the ones being refit): the dense residual stream right after it (the
+    last one: the dense stream at the next kept layer); `_accumulate` subtracts the pruned stream before the
+    sublayer."""
     keys, targets = list(outputs), {}
     for j, key in enumerate(keys):
+        if only is not None and key not in only:
+            continue
         if j == len(keys) - 1:
             targets[key] = [_flat(e, length) for e in stream_end]
         else:
