@@ -29,8 +29,11 @@ run() {
     # is re-rendered from the committed results (with the quantize addendum) by the second command
     peers) "$PY" scripts/bench_peers.py ;;
     results-md) "$PY" scripts/peers_report.py benchmarks/peers/results.json benchmarks/RESULTS.md ;;
-    # benchmarks/repair/: none / bias / refit / refit+adaptive on MiniLM (~10 min) and SmolLM2 (~40 min)
+    # benchmarks/repair/: none / bias / refit / refit+adaptive / obs on MiniLM (~15 min) and SmolLM2 (~40 min)
     repair) "$PY" scripts/bench_repair.py minilm --threads 1 && "$PY" scripts/bench_repair.py smollm2 --threads 1 ;;
+    # ... and on Whisper tiny.en (~12 min), and on the ViT that vit-fashion-mnist trains (run after it, ~5 min)
+    repair-whisper) "$PY" scripts/bench_repair.py whisper ;;
+    repair-vit) "$PY" scripts/bench_repair.py vit --threads 1 ;;
     # benchmarks/sparsity/: compress vs llm-compressor SparseGPT / Wanda (~40 min); the compressed-tensors check
     sparsity) "$PY" scripts/bench_sparsity.py --models smollm2 --calibration 32 --seq-len 256 --eval 32 &&
         "$PY" scripts/bench_sparsity.py --models minilm --calibration 64 --seq-len 128 &&
@@ -57,7 +60,7 @@ run() {
 }
 
 ALL=(distill distill-1500 quantize peers results-md repair sparsity int8_guard whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
-    whisper-window whisper-tiny-asr smollm2-chat)
+    repair-vit repair-whisper whisper-window whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
     run "$table"
