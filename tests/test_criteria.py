@@ -234,3 +234,24 @@ def test_units_whose_mask_gets_no_gradient_fall_back_to_magnitude_with_a_warning
     others = torch.cat([v for k, v in {**scores.heads, **scores.neurons}.items() if k != first and len(v) == len(got)])
     assert torch.equal(got.argsort(), want.argsort()) and got.min() > 0
     assert got.mean() == pytest.approx(float(others.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("criterion", ["activation", "obs"])
+def test_forward_only_scoring_skips_the_lm_head_and_scores_the_same(criterion, monkeypatch):
+    """The LM head's logits are the largest activation of a calibration pass and no layer statistic needs them: the
+    forward-only criteria stop before the head, with the same scores as a full forward pass."""
+    import compress.pruning.importance as importance
+
+    model, kind = make("llama")
+    calib = _calibration("llama")
+    calls = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda *a: calls.append(1))
+    stopped = compress.pruning.api.score(model, criterion, calib)
+    assert calls == []
+    monkeypatch.setattr(importance, "forward_without_head", lambda m, b: m(**b))
+    full = compress.pruning.api.score(model, criterion, calib)
+    handle.remove()
+    assert len(calls) == len(calib)
+    for kind_ in ("heads", "neurons", "layers"):
+        for key, v in getattr(full, kind_).items():
+            torch.testing.assert_close(getattr(stopped, kind_)[key], v)

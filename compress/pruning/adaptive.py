@@ -26,7 +26,7 @@ from ..models.base import head_rows
 from ..progress import track
 from .budget import Budget, build_plan
 from .importance import Scores
-from .masks import hook_unit_inputs, output_projections
+from .masks import forward_without_head, hook_unit_inputs, output_projections
 from .reconstruct import _to, _token_mask, augmented_weight, fit_error, ridge_refit
 from .record import attention_key, iter_layers, mlp_key
 
@@ -112,7 +112,7 @@ def sensitivities(
             for batch in track(list(calibration), description="measuring layer sensitivity"):
                 current.clear()
                 current.update(batch)
-                model(**_to(batch, device))
+                forward_without_head(model, _to(batch, device))
     finally:
         for h in handles:
             h.remove()

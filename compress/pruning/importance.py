@@ -32,7 +32,7 @@ from torch import nn
 from ..models import get_adapter
 from ..models.base import in_features
 from ..progress import track
-from .masks import apply_masks, hook_unit_inputs, output_projections
+from .masks import apply_masks, forward_without_head, hook_unit_inputs, output_projections
 from .obs import obs_scores
 from .reconstruct import augmented_weight
 from .record import attention_key, iter_layers, mlp_key
@@ -214,7 +214,8 @@ def _calibration_pass(model: nn.Module, calibration: Iterable[dict], mode: str) 
                     current.update(batch)
                     if forward_only:
                         with torch.no_grad():
-                            model(**batch)  # labels kept: seq2seq decoders build their inputs from them
+                            # labels kept: seq2seq decoders build their inputs from them
+                            forward_without_head(model, batch)
                         continue
                     loss = _loss(model, batch, step)
                     grads = torch.autograd.grad(loss, list(masks.values()), allow_unused=True)

@@ -35,6 +35,31 @@ class HookSet:
         self.handles.clear()
 
 
+class StopForward(Exception):
+    """Raised from a hook to end a forward pass once what is needed has been seen."""
+
+
+def forward_without_head(model: nn.Module, batch: dict) -> None:
+    """model(**batch) for statistics of its layers, stopped where the output embeddings (an LM head) would run: their
+    logits, (tokens, vocabulary), are by far the largest activation and no layer statistic needs them (32 x 256
+    tokens of SmolLM2: 1.6 GB of float32 logits)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(head, nn.Module):
+        model(**batch)
+        return
+
+    def stop(module, args):
+        raise StopForward
+
+    handle = head.register_forward_pre_hook(stop)
+    try:
+        model(**batch)
+    except StopForward:
+        pass
+    finally:
+        handle.remove()
+
+
 def output_projections(model: nn.Module) -> dict[str, tuple[nn.Module, int]]:
     """key -> (module whose input carries the units, width of one unit): head_dim for attention, 1 for MLPs."""
     adapter = get_adapter(model)
