@@ -265,7 +265,8 @@ def bench_vit(args) -> dict:
         lambda m: {k: v for k, v in run.task.quality(m).items() if k == "accuracy"}, args.variants,
     )  # fmt: skip
     return {
-        "model": f"ViT trained from scratch by recipes/vit-fashion-mnist.yaml's train stage ({args.vit_teacher})",
+        "model": "ViT trained from scratch by recipes/vit-fashion-mnist.yaml's train stage "
+        f"({os.path.relpath(args.vit_teacher, OUT.parents[1])})",
         "data": f"Fashion-MNIST: accuracy on the {d.eval_size:,} test images",
         "calibration": f"the recipe's {d.calibration_size} training images",
         "metric": "accuracy",
