@@ -310,11 +310,11 @@ def _peak(row: dict) -> str:
     return f"{row['peak_rss_mb']:.0f}{mark}"
 
 
-def _render_rows(r: dict) -> list[str]:
+def _render_rows(key: str, r: dict) -> list[str]:
     """A table for a section measured by `_one_shot_rows` (vit, whisper)."""
-    metric = r["metric"]
+    metric = r.get("metric", {"vit": "accuracy", "whisper": "wer"}[key])
     dense = next(x for x in r["rows"] if x["repair"] == "dense")
-    lines = [f"## {r['model']}", ""]
+    lines = [f"## {r.get('model', {'vit': 'ViT (Fashion-MNIST)', 'whisper': 'Whisper tiny.en'}[key])}", ""]
     if r.get("complete"):
         lines += [f"{r['data']}; calibration: {r['calibration']}; {r['threads']} thread(s).", ""]
     else:
@@ -403,7 +403,7 @@ def render(results: dict) -> str:
         lines.append("")
     for key in ("vit", "whisper"):
         if key in results:
-            lines += _render_rows(results[key])
+            lines += _render_rows(key, results[key])
     return "\n".join(lines)
 
 
