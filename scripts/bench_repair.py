@@ -310,15 +310,22 @@ def _peak(row: dict) -> str:
     return f"{row['peak_rss_mb']:.0f}{mark}"
 
 
+def _section_head(r: dict, title: str, about) -> tuple[dict, list[str]]:
+    """A section's dense row and its heading: the model, then `about(r)` for a complete run (an interrupted one
+    lacks the fields it reads) or a note that the run was interrupted."""
+    dense = next(x for x in r["rows"] if x["repair"] == "dense")
+    line = about(r) if r.get("complete") else "(interrupted run: the rows measured so far)"
+    return dense, [f"## {r.get('model', title)}", "", line, ""]
+
+
 def _render_rows(key: str, r: dict) -> list[str]:
     """A table for a section measured by `_one_shot_rows` (vit, whisper)."""
     metric = r.get("metric", {"vit": "accuracy", "whisper": "wer"}[key])
-    dense = next(x for x in r["rows"] if x["repair"] == "dense")
-    lines = [f"## {r.get('model', {'vit': 'ViT (Fashion-MNIST)', 'whisper': 'Whisper tiny.en'}[key])}", ""]
-    if r.get("complete"):
-        lines += [f"{r['data']}; calibration: {r['calibration']}; {r['threads']} thread(s).", ""]
-    else:
-        lines += ["(interrupted run: the rows measured so far)", ""]
+    dense, lines = _section_head(
+        r,
+        {"vit": "ViT (Fashion-MNIST)", "whisper": "Whisper tiny.en"}[key],
+        lambda r: f"{r['data']}; calibration: {r['calibration']}; {r['threads']} thread(s).",
+    )
     name = "accuracy %" if metric == "accuracy" else "WER %"
     lines += [f"| setting | repair | params | {name} | vs dense (pts) | prune s | repair s | peak MB |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
@@ -354,12 +361,12 @@ def render(results: dict) -> str:
     ]
     if "minilm" in results:
         r = results["minilm"]
-        dense = next(x for x in r["rows"] if x["repair"] == "dense")
-        lines += [f"## {r.get('model', 'MiniLM-L6')}", ""]
-        if r.get("complete"):
-            lines += [f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}; {r['threads']} thread(s).", ""]
-        else:
-            lines += ["(interrupted run: the rows measured so far)", ""]
+        dense, head = _section_head(
+            r,
+            "MiniLM-L6",
+            lambda r: f"{r['data']}; calibration: {r['calibration']}; {r['budgets']}; {r['threads']} thread(s).",
+        )
+        lines += head
         if "commit" not in r:  # the first run (2026-12-02 01:11-01:35 UTC, before the commit field existed)
             lines += [
                 "Measured before post-norm targets existed (commit a220aca): BERT's refit then fitted each sublayer's",
@@ -380,12 +387,10 @@ def render(results: dict) -> str:
         lines.append("")
     if "smollm2" in results:
         r = results["smollm2"]
-        dense = next(x for x in r["rows"] if x["repair"] == "dense")
-        lines += [f"## {r.get('model', 'SmolLM2-135M-Instruct')}", ""]
-        if r.get("complete"):
-            lines += [f"{r['data']}; calibration: {r['calibration']}.", ""]
-        else:
-            lines += ["(interrupted run: the rows measured so far)", ""]
+        dense, head = _section_head(
+            r, "SmolLM2-135M-Instruct", lambda r: f"{r['data']}; calibration: {r['calibration']}."
+        )
+        lines += head
         lines += ["| plan | repair | params | perplexity | x teacher | prune s | repair s | peak MB | threads |"]
         lines += ["|---|---|---|---|---|---|---|---|---|"]
         lines.append(f"| dense | | {dense['params'] / 1e6:.1f}M | {dense['perplexity']:.1f} | 1.00 | | | | |")

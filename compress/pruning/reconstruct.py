@@ -42,6 +42,7 @@ from ..errors import CompressError
 from ..models import get_adapter
 from ..models.base import in_features, out_features
 from ..progress import track
+from .masks import StopForward
 from .record import attention_key, get_record, iter_layers, mlp_key
 
 SITES = ("pruned", "all")
@@ -156,10 +157,6 @@ class Gram:
 # --- layer replay -------------------------------------------------------------------------------------------------
 
 
-class _Stop(Exception):
-    """Raised from a hook to end a forward pass once what is needed has been seen."""
-
-
 @dataclass
 class _Call:
     """How the model called one layer for one batch: hidden states given positionally or by keyword, and the rest."""
@@ -198,7 +195,7 @@ def _capture(model: nn.Module, stack: str, batches: list[dict]) -> tuple[list[to
             kw = {k: v for k, v in kwargs.items() if positional or k != "hidden_states"}
             calls[-1].append(_Call(positional, rest, kw))
             if pos == len(layers) - 1:
-                raise _Stop
+                raise StopForward
 
         return hook
 
@@ -211,7 +208,7 @@ def _capture(model: nn.Module, stack: str, batches: list[dict]) -> tuple[list[to
             calls.append([])
             try:
                 model(**_to(batch, device))
-            except _Stop:
+            except StopForward:
                 pass
             if len(calls[-1]) != len(layers):
                 raise RuntimeError(f"the forward pass reached {len(calls[-1])} of {len(layers)} {stack} layers")
@@ -463,11 +460,11 @@ def _accumulate(
     def pre(mod, args):
         seen.append(args[0])
         if norm is None:
-            raise _Stop
+            raise StopForward
 
     def at_norm(mod, args):
         earlier.append(_flat(args[0]))
-        raise _Stop
+        raise StopForward
 
     handles = [module.register_forward_pre_hook(pre)]
     if norm is not None:
@@ -482,7 +479,7 @@ def _accumulate(
             own.clear()
             try:
                 c[pos].run(layer, h)
-            except _Stop:
+            except StopForward:
                 pass
             x = seen[0]
             if before is not None:

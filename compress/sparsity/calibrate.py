@@ -24,11 +24,8 @@ from transformers.pytorch_utils import Conv1D
 
 from ..models import get_adapter
 from ..progress import track
+from ..pruning.masks import StopForward
 from .criteria import InputStats
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward once the inputs it needed are recorded."""
 
 
 def _model_inputs(model: nn.Module, batch: dict) -> dict:
@@ -143,7 +140,7 @@ def _record_stack_calls(model: nn.Module, layers: nn.ModuleList, batches: list[d
                 args, kwargs = _with_hidden(args, kwargs, None)  # only block 0's hidden states are needed
             current.append((args, kwargs))
             if index == len(layers) - 1:
-                raise _Stop
+                raise StopForward
 
         return hook
 
@@ -153,7 +150,7 @@ def _record_stack_calls(model: nn.Module, layers: nn.ModuleList, batches: list[d
             current = []
             try:
                 model(**_model_inputs(model, batch))
-            except _Stop:
+            except StopForward:
                 pass
             calls.append(current)
     finally:
