@@ -180,7 +180,7 @@ def bench_smollm2(args) -> dict:
     calib = run.calibration()
     evalb = run.task.batches(split(run.rows, d.eval_split, d.eval_size), run.task.eval_batch_size)
     ppl = lambda m: perplexity(m, evalb)  # noqa: E731
-    rows = list(args.existing.get("rows", [])) if args.append else []
+    rows = _kept(args)
     if not rows:
         with torch.inference_mode():
             rows = [{"plan": "dense", "repair": "dense", "params": count_params(dense), **ppl(dense)}]
@@ -233,12 +233,22 @@ def _recipe_run(name: str, more: list[str] | None = None):
     return recipe, run
 
 
-def _one_shot_rows(dense, calib, settings: dict, quality, names: str) -> list[dict]:
-    """settings: {name: prune kwargs}; a dense row, then one row per setting and repair variant."""
-    rows = [{"setting": "dense", "repair": "dense", "params": count_params(dense), **quality(dense)}]
-    log(f"dense: {rows[0]}")
+def _kept(args) -> list[dict]:
+    """The section's rows already in results.json with --append, else none."""
+    return list(args.existing.get("rows", [])) if args.append else []
+
+
+def _one_shot_rows(dense, calib, settings: dict, quality, names: str, rows: list[dict]) -> list[dict]:
+    """settings: {name: prune kwargs}; a dense row, then one row per setting and repair variant.
+    rows: those measured already (--append), kept and not measured again."""
+    rows = list(rows)
+    if not rows:
+        rows = [{"setting": "dense", "repair": "dense", "params": count_params(dense), **quality(dense)}]
+        log(f"dense: {rows[0]}")
     for setting, prune_kw in settings.items():
         for name, kw in variants(names).items():
+            if any(r["setting"] == setting and r["repair"] == name for r in rows):
+                continue  # measured already (--append)
             model, info = pruned_copy(dense, calib, **prune_kw, **kw)
             rows.append({"setting": setting, "repair": name, **info, **quality(model)})
             log(f"{setting} {name}: {rows[-1]}")
@@ -262,7 +272,7 @@ def bench_vit(args) -> dict:
     ratio = 0.5
     rows = _one_shot_rows(
         dense, run.calibration(), {f"{ratio:.0%} heads + neurons": dict(heads=ratio, mlp=ratio)},
-        lambda m: {k: v for k, v in run.task.quality(m).items() if k == "accuracy"}, args.variants,
+        lambda m: {k: v for k, v in run.task.quality(m).items() if k == "accuracy"}, args.variants, _kept(args),
     )  # fmt: skip
     return {
         "model": "ViT trained from scratch by recipes/vit-fashion-mnist.yaml's train stage "
@@ -290,7 +300,7 @@ def bench_whisper(args) -> dict:
         for stack in stacks
     }  # fmt: skip
     rows = _one_shot_rows(
-        dense, run.calibration(), settings, lambda m: {"wer": run.task.quality(m)["wer"]}, args.variants
+        dense, run.calibration(), settings, lambda m: {"wer": run.task.quality(m)["wer"]}, args.variants, _kept(args)
     )
     return {
         "model": "Whisper tiny.en (whisper-tiny-en asset)",
@@ -427,7 +437,9 @@ def main() -> None:
     ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: all)")
     ap.add_argument("--smol-calibration", type=int, help="smollm2: calibration passages (default: the recipe's 32)")
     ap.add_argument(
-        "--append", action="store_true", help="smollm2: keep the rows already in results.json, measure missing ones"
+        "--append",
+        action="store_true",
+        help="smollm2, vit, whisper: keep the rows already in results.json, measure missing ones",
     )
     ap.add_argument(
         "--vit-teacher",

@@ -29,7 +29,7 @@ def obs_scores(
     ridge: lam = ridge · mean(diag(G)). step: fraction of the remaining units removed per greedy step."""
     W, G = W.double().clone(), G.double()
     if units == 0:
-        return torch.zeros(0)
+        return torch.zeros(0, dtype=torch.float64)
     lam = ridge * float(G.diagonal().mean().clamp_min(1e-12))
     H = G + lam * torch.eye(G.shape[0], dtype=G.dtype)
     L, info = torch.linalg.cholesky_ex(H)
@@ -64,4 +64,4 @@ def obs_scores(
     ranked = ranked + torch.arange(units, dtype=torch.float64) * (float(ranked.max()) * 1e-9 + 1e-30)  # strict order
     scores = torch.empty(units, dtype=torch.float64)
     scores[torch.tensor(order)] = ranked
-    return scores.float()
+    return scores  # float64: in float32 the tie-break above vanishes on the running maximum's plateaus
