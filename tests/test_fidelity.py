@@ -92,11 +92,14 @@ def test_per_tensor_int8_is_caught_and_per_token_is_not():
     assert numbers["per-tensor"]["kl"] > 10 * numbers["per-token"]["kl"]
     result = fidelity.guard("quantize", model, int8(model, "per-tensor"), b)
     assert not result["passed"] and result["warning"].startswith("quantize: ") and "\n" not in result["warning"]
-    # the layer the outlier feeds is the one the per-tensor kernel damages most
+    # the layers the outlier neuron feeds (every MLP's down_proj) are the ones the per-tensor kernel damages most, each
+    # by far; which of them is worst depends on float order, so only the group is asserted
     q = int8(model, "per-tensor")
     names = q.config.compress["quantization"]["modules"]
     errors = layer_errors(model, q, names, b)
-    assert max(errors, key=errors.get) == "model.layers.0.mlp.down_proj"
+    down = {n: e for n, e in errors.items() if n.endswith("mlp.down_proj")}
+    rest = [e for n, e in errors.items() if n not in down]
+    assert len(down) == len(model.model.layers) and min(down.values()) > 10 * max(rest)
 
 
 def test_guard_falls_back_from_per_tensor_to_per_token():
