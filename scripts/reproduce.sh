@@ -34,6 +34,16 @@ run() {
     # ... and on Whisper tiny.en (~12 min), and on the ViT that vit-fashion-mnist trains (run after it, ~5 min)
     repair-whisper) "$PY" scripts/bench_repair.py whisper ;;
     repair-vit) "$PY" scripts/bench_repair.py vit --threads 1 ;;
+    # ... with more calibration data (~25 min): MiniLM 75 % with 1,024 and 4,096 sentences, the smollm2-chat plan
+    # with 128 and 256 passages (rows named "..., N sentences" / "..., N passages")
+    repair-calibration)
+        for n in 1024 4096; do
+            "$PY" scripts/bench_repair.py minilm --append --budgets 0.75 --calibration "$n" --variants bias,refit,obs+refit || return
+        done
+        "$PY" scripts/bench_repair.py smollm2 --append --plans "4 layers + 37.5% MLP" --smol-calibration 128 \
+            --variants refit,refit+adaptive &&
+            "$PY" scripts/bench_repair.py smollm2 --append --plans "4 layers + 37.5% MLP" --smol-calibration 256 \
+                --variants refit ;;
     # benchmarks/sparsity/: compress vs llm-compressor SparseGPT / Wanda (~40 min); the compressed-tensors check
     sparsity) "$PY" scripts/bench_sparsity.py --models smollm2 --calibration 32 --seq-len 256 --eval 32 &&
         "$PY" scripts/bench_sparsity.py --models minilm --calibration 64 --seq-len 128 &&
@@ -60,7 +70,7 @@ run() {
 }
 
 ALL=(distill distill-1500 quantize peers results-md repair sparsity int8_guard whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
-    repair-vit repair-whisper whisper-window whisper-tiny-asr smollm2-chat)
+    repair-vit repair-whisper repair-calibration whisper-window whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
     run "$table"

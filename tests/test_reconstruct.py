@@ -2,6 +2,7 @@
 transformers loads, a no-op when nothing was removed, and one-line errors."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import transformers as T
 import compress
 from compress.errors import CompressError
 from compress.models import get_adapter
-from compress.pruning.reconstruct import Gram, fit_error, ridge_refit
+from compress.pruning.reconstruct import MIN_TOKENS_PER_COLUMN, Gram, fit_error, ridge_refit
 from compress.pruning.record import iter_layers
 from tiny import first_output, inputs, make, with_labels
 
@@ -185,6 +186,23 @@ def test_refit_lowers_the_error_of_a_pruned_mlp():
     compress.reconstruct(model, dense, calib, holdout=0, target="output")
     key = "encoder.0.mlp"  # first layer: same inputs in both, so the whole gain is the refit's
     assert _site_error(model, dense, calib, key) < 0.9 * _site_error(unrefit, dense, calib, key)
+
+
+def test_too_few_calibration_tokens_per_column_warn():
+    model, kind = make("bert")
+    dense = copy.deepcopy(model)
+    compress.prune(model, **_budget("bert"), reconstruct=False)
+    with pytest.warns(UserWarning, match="calibration tokens per input column"):
+        few = compress.reconstruct(copy.deepcopy(model), dense, _calibration(model, kind, n=2))
+    assert few["min_tokens_per_column"] < MIN_TOKENS_PER_COLUMN
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*calibration tokens per input column")
+        many = compress.reconstruct(model, dense, _calibration(model, kind, n=40))
+    assert many["min_tokens_per_column"] >= MIN_TOKENS_PER_COLUMN
+    # each sublayer's own count: fitted tokens (7 of 8, padding excluded) over its kept inputs + the bias
+    tokens = sum(int(b["attention_mask"].sum()) for b in _calibration(model, kind, n=40))
+    mlp = many["per_sublayer"]["encoder.0.mlp"]["tokens_per_column"]
+    assert mlp == pytest.approx(tokens * 7 / 8 / (20 + 1), rel=0.02)
 
 
 def test_a_given_dense_reference_is_used_and_left_unchanged():
