@@ -34,10 +34,10 @@ run() {
     # ... and on Whisper tiny.en (~12 min), and on the ViT that vit-fashion-mnist trains (run after it, ~5 min)
     repair-whisper) "$PY" scripts/bench_repair.py whisper ;;
     repair-vit) "$PY" scripts/bench_repair.py vit --threads 1 ;;
-    # ... with more calibration data (~25 min): MiniLM 75 % with 1,024 and 4,096 sentences, the smollm2-chat plan
+    # ... with more calibration data (~30 min): MiniLM 75 % with 1,024, 2,048 and 4,096 sentences, the smollm2-chat plan
     # with 128 and 256 passages (rows named "..., N sentences" / "..., N passages")
     repair-calibration)
-        for n in 1024 4096; do
+        for n in 1024 2048 4096; do
             "$PY" scripts/bench_repair.py minilm --append --budgets 0.75 --calibration "$n" --variants bias,refit,obs+refit || return
         done
         "$PY" scripts/bench_repair.py smollm2 --append --plans "4 layers + 37.5% MLP" --smol-calibration 128 \
