@@ -80,7 +80,14 @@ class DataSpec(Strict):
         description="more distillation data, added to train_split's rows: `asset:split` or `asset/subset:split` "
         "names, e.g. espeak-speech/sentences:train (synthetic speech as an addition to real speech)",
     )
-    calibration_size: int = Field(256, gt=0, description="examples scored by data-driven pruning criteria")
+    calibration_size: int = Field(
+        256,
+        gt=0,
+        description="examples used by data-driven pruning criteria, the refit (`reconstruct`), adaptive widths and "
+        "the fidelity guard. The refit wants at least 24 calibration tokens per kept input column of each output "
+        "projection and warns below that (the prune summary's `min_tokens_per_column`); benchmarks/repair/ shows "
+        "SmolLM2's refit with 32 and with 128 passages",
+    )
     train_size: int = Field(0, ge=0, description="examples used for distillation/training (0 = the whole split)")
     eval_size: int = Field(512, gt=0, description="examples evaluated (per split)")
     max_length: int = Field(128, gt=0, description="tokens per text (text tasks)")
