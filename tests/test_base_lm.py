@@ -5,8 +5,10 @@ are refused up front with one line naming the field."""
 import json
 
 import pytest
+import yaml
 
 import compress
+from compress.data import token_windows
 from compress.distill import sequence
 from compress.errors import CompressError
 from compress.recipe.runner import run_recipe
@@ -94,3 +96,34 @@ def test_prompts_are_plain_text_without_a_template():
     model, _ = make("gpt2")
     answers = sequence.greedy_answers(model, base, ["w1 w2", "w3"], max_new_tokens=3)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_token_windows_read_long_texts_to_the_end():
+    tok = base_tokenizer()
+    long, short = " ".join(f"w{i % 30}" for i in range(45)), "w1 w2 w3"
+    full = tok(long)["input_ids"]
+    windows = token_windows(tok, [long, short], max_length=16)
+    assert [len(w["input_ids"]) for w in windows] == [16, 16, len(full) - 32, len(tok(short)["input_ids"])]
+    assert sum((w["input_ids"] for w in windows[:3]), []) == full
+    assert all(w["attention_mask"] == [1] * len(w["input_ids"]) for w in windows)
+    # a tail shorter than min_tokens is dropped, a text's first window never is
+    assert len(token_windows(tok, [long, short], max_length=16, min_tokens=len(full) - 31)) == 3
+
+
+def test_distill_keeps_the_weights_best_on_the_select_split(tmp_path, texts):
+    (texts / "validation.txt").write_text("\n".join(sentences(12, 2)) + "\n")
+    distill = {"distill": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "eval_every": 2}}
+    path = recipe(tmp_path, texts, "llama", [{"prune": {"mlp": 0.5}}, distill])
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["files"]["validation"] = str(texts / "validation.txt")
+    path.write_text(yaml.safe_dump(raw))
+    run_recipe(path, tmp_path / "out")
+    summary = json.loads((tmp_path / "out/report.json").read_text())["stages"][1]["summary"]
+    assert [h["step"] for h in summary["held_out"]] == [0, 2, 4] and summary["held_out"][0]["loss"] > 0
+    assert summary["kept_step"] == min(summary["held_out"][1:], key=lambda h: h["loss"])["step"]
+    for split_name, message in (("dev", r"no split 'dev'"), ("test", r"'test' is also data\.eval_split")):
+        raw["stages"][1]["distill"]["select_split"] = split_name
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(CompressError, match=rf"^`stages\.1\.distill\.select_split`: {message}"):
+            run_recipe(path, tmp_path / split_name)
+        assert not (tmp_path / split_name / "01-prune").exists()  # refused before the first stage

@@ -37,6 +37,12 @@ class DistillConfig:
     # teacher caching: compute teacher targets once and reuse them every epoch
     cache_teacher: str = _f("none", "none | topk (top-k logits) | embedding (pooled embeddings)")
     topk: int = _f(64, "logits kept per position with cache_teacher=topk")
+    # which weights are kept
+    eval_every: int = _f(
+        0,
+        "score the student on held-out examples every N steps and at the last (their mean distillation loss against "
+        "the teacher) and keep the best-scoring weights (0 = keep the last step's)",
+    )
     # checkpoints and logs
     save_every: int = _f(0, "save_state every N steps (0 = only at the end)")
     log_every: int = _f(10, "print a loss line every N steps (main process)")
@@ -57,6 +63,8 @@ class DistillConfig:
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise CompressError(name, f"{getattr(self, name)!r} must be a positive integer")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise CompressError("eval_every", f"{self.eval_every!r} must be an integer >= 0", "use e.g. 50, or 0 (off)")
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise CompressError(name, f"{getattr(self, name)!r} must be > 0")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,6 +48,8 @@ class DistillResult:
     student: nn.Module
     curve: list[dict]
     output_dir: Path | None
+    held_out: list[dict] = field(default_factory=list)  # {"step", "loss"} per evaluation (eval_every)
+    kept_step: int | None = None  # the step whose weights the student has (None: the last)
 
 
 def _check_pair(student, teacher, cfg: DistillConfig) -> None:
@@ -236,6 +238,23 @@ class _Distiller:
             return b["labels"] != -100
         return b.get("attention_mask")
 
+    @torch.no_grad()
+    def held_out_loss(self, examples: list[dict]) -> float:
+        """Mean distillation loss on `examples` (weighted by examples per batch), the teacher run on them directly."""
+        cache, self.cache = self.cache, None  # the teacher cache holds the training examples only
+        self.student.eval()
+        total = 0.0
+        try:
+            for i in range(0, len(examples), self.cfg.batch_size):
+                chunk = examples[i : i + self.cfg.batch_size]
+                b = {k: v.to(self.acc.device) for k, v in collate(chunk, self.tokenizer).items()}
+                with self.acc.autocast():
+                    total += float(self.loss(b, [])[0]) * len(chunk)
+        finally:
+            self.cache = cache
+            self.student.train()
+        return total / len(examples)
+
     # -- gradual pruning ---------------------------------------------------------------------------------------
     def maybe_prune(self, step: int, micro_step: int) -> dict | None:
         cfg = self.cfg
@@ -314,9 +333,15 @@ def distill(
     resume: bool = False,
     max_length: int = 128,
     accelerator: Accelerator | None = None,
+    eval_data=None,
     **overrides,
 ) -> DistillResult:
     """Distil `teacher` into `student` (in place). `data`: texts (with `tokenizer`) or per-example feature dicts.
+
+    With `eval_every` and `eval_data` (held-out examples, same kinds as `data`): the student is scored on them
+    before training, every `eval_every` steps and at the last, and ends with the weights of the best-scoring step
+    (step 0 is reported, not eligible: the stage's job is to train). After `resume`, only evaluations after the
+    resume point compete (the best weights are kept in memory, not in checkpoints).
 
     With `output_dir`: checkpoints under `output_dir/checkpoints`, the loss curve in `output_dir/loss_curve.json`,
     the final student in `output_dir/model` (written atomically). Keyword overrides set DistillConfig fields."""
@@ -325,6 +350,13 @@ def distill(
         cfg = DistillConfig(**{**cfg.to_dict(), **overrides})
     _check_pair(student, teacher, cfg)
     examples = to_examples(data, tokenizer, max_length)
+    held_out_examples = to_examples(eval_data, tokenizer, max_length) if eval_data is not None else None
+    if cfg.eval_every and not held_out_examples:
+        raise CompressError(
+            "eval_every",
+            "choosing the kept weights needs held-out examples",
+            "pass eval_data=... (recipes: the distill stage's select_split) or set eval_every=0",
+        )
     output_dir = Path(output_dir) if output_dir is not None else None
     if resume and (output_dir is None or not (output_dir / "checkpoints" / "latest.json").exists()):
         raise CompressError(
@@ -342,6 +374,9 @@ def distill(
         acc.load_state(str(output_dir / "checkpoints" / state["dir"]))
         start, curve = state["step"], state["curve"]
     d.build_cache()
+    selector = _BestWeights(d, held_out_examples, cfg) if cfg.eval_every else None
+    if selector is not None and start == 0:
+        selector.score(0, eligible=False)
 
     for step in track(range(start, cfg.steps), description="distilling", total=cfg.steps - start):
         for g in d.optimizer.param_groups:
@@ -367,9 +402,12 @@ def distill(
         curve.append(entry)
         if acc.is_main_process and ((step + 1) % cfg.log_every == 0 or pruned):
             acc.print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}))
+        if selector is not None and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            selector.score(step + 1, eligible=step + 1 >= cfg.prune_steps)  # widths fixed once pruning is done
         if output_dir is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(d, output_dir, step + 1, curve)
 
+    kept_step = selector.restore() if selector is not None else None
     student = d.unwrapped()
     student.eval()
     if output_dir is not None:
@@ -378,13 +416,50 @@ def distill(
             from ..io import atomic_dir
 
             output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / "loss_curve.json").write_text(json.dumps({"config": cfg.to_dict(), "curve": curve}))
+            held = {"held_out": selector.scores, "kept_step": kept_step} if selector is not None else {}
+            (output_dir / "loss_curve.json").write_text(json.dumps({"config": cfg.to_dict(), "curve": curve, **held}))
             with atomic_dir(output_dir / "model", overwrite=True) as tmp:
                 student.save_pretrained(tmp)
                 if tokenizer is not None:
                     tokenizer.save_pretrained(tmp)
         acc.wait_for_everyone()
-    return DistillResult(student=student, curve=curve, output_dir=output_dir)
+    return DistillResult(
+        student=student,
+        curve=curve,
+        output_dir=output_dir,
+        held_out=selector.scores if selector is not None else [],
+        kept_step=kept_step,
+    )
+
+
+class _BestWeights:
+    """Held-out scores during distillation and a CPU copy of the best-scoring weights."""
+
+    def __init__(self, d: _Distiller, examples: list[dict], cfg: DistillConfig):
+        self.d, self.examples, self.cfg = d, examples, cfg
+        self.scores: list[dict] = []
+        self.best: tuple[float, int, dict] | None = None
+
+    def score(self, step: int, eligible: bool = True) -> None:
+        loss = self.d.held_out_loss(self.examples)
+        self.scores.append({"step": step, "loss": loss})
+        if self.d.acc.is_main_process:
+            self.d.acc.print(json.dumps({"step": step, "held_out_loss": round(loss, 5)}))
+        if eligible and (self.best is None or loss < self.best[0]):
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.d.unwrapped().state_dict().items()}
+            self.best = (loss, step, state)
+
+    def restore(self) -> int | None:
+        """Load the best weights into the student (if not the last step's); the kept step."""
+        if self.best is None:
+            return None
+        loss, step, state = self.best
+        if step != self.cfg.steps:
+            self.d.unwrapped().load_state_dict(state)
+            if self.d.acc.is_main_process:
+                last = self.scores[-1]["loss"]
+                self.d.acc.print(f"keeping the weights of step {step} (held-out loss {loss:.4f}; last step {last:.4f})")
+        return step
 
 
 def _checkpoint(d: _Distiller, output_dir: Path, step: int, curve: list[dict]) -> None:

@@ -58,6 +58,7 @@ class RecipeRun:
         self.model_path = assets.resolve_model(recipe.model)
         self.processor = self.task.processor(self.model_path)  # tokenizer, image processor or feature extractor
         self.rows = load_rows(recipe.data, self.task.input_key)
+        self._check_select_splits()
         train = next((s for s in recipe.stages if s.type == "train"), None)
         self.classes = classes_of(self.rows, self.model_path, train and train.num_labels)  # names of label ids
         self.model = self.task.load_model(self.model_path, say=self.console.print)  # + a task head if it has none
@@ -80,6 +81,25 @@ class RecipeRun:
 
     def dense(self):
         return self.task.load_model(self.model_path)
+
+    def _check_select_splits(self) -> None:
+        """Before any stage: a distill stage that picks its weights on held-out data names an existing split that
+        is not the evaluation split."""
+        for i, stage in enumerate(self.recipe.stages):
+            if stage.type != "distill" or not stage.eval_every:
+                continue
+            field, name = f"stages.{i}.distill.select_split", stage.select_split
+            if name not in self.rows:
+                raise CompressError(field, f"no split {name!r} (have {sorted(self.rows)})", "name a held-out split")
+            if name == self.recipe.data.eval_split:
+                raise CompressError(
+                    field,
+                    f"{name!r} is also data.eval_split: the reported score would be chosen on itself",
+                    "use another held-out split (e.g. validation), or eval_every: 0",
+                )
+
+    def _select_rows(self, stage) -> list[dict]:
+        return split(self.rows, stage.select_split, self.recipe.data.eval_size)
 
     # -- stages ----------------------------------------------------------------------------------------------------
     def train(self, stage, i: int) -> dict:
@@ -152,6 +172,7 @@ class RecipeRun:
         rows = rows + [r for name in d.extra_train_splits for r in split(self.rows, name)]
         with self.state.main_process_first():  # teacher-made examples are made once, then read from the cache
             examples = self.task.distill_examples(rows, teacher, stage, run_dir)
+        held_out = self.task.examples(self._select_rows(stage)) if stage.eval_every else None
         result = distill(
             self.model,
             teacher,
@@ -161,6 +182,7 @@ class RecipeRun:
             output_dir=run_dir,
             resume=resume,
             max_length=d.max_length,
+            eval_data=held_out,
         )
         self.model = result.student
         return {
@@ -169,6 +191,7 @@ class RecipeRun:
             "steps": len(result.curve),
             "processes": self.state.num_processes,
             "run_dir": str(run_dir),
+            **({"held_out": result.held_out, "kept_step": result.kept_step} if result.held_out else {}),
             **getattr(self.task, "distill_info", {}),
         }
 

@@ -164,7 +164,9 @@ def _distill_fields() -> dict[str, Any]:
 
 
 # DistillStage fields the loop never sees
-_STAGE_ONLY = ("type", "teacher", "chat_samples", "chat_max_new_tokens", "pseudo_labels", "max_label_wer")
+_STAGE_ONLY = (
+    "type", "teacher", "chat_samples", "chat_max_new_tokens", "pseudo_labels", "max_label_wer", "select_split"
+)  # fmt: skip
 
 
 class _DistillBase(Strict):
@@ -194,6 +196,14 @@ DistillStage = create_model(
         ),
     ),
     chat_max_new_tokens=(int, Field(64, gt=0, description="length of the teacher's answers in `chat_samples`")),
+    select_split=(
+        str,
+        Field(
+            "validation",
+            description="with `eval_every`: the data split whose held-out distillation loss picks the kept weights "
+            "(up to `data.eval_size` examples; keep it apart from `eval_split` so the reported score is unbiased)",
+        ),
+    ),
     pseudo_labels=(
         bool,
         Field(

@@ -1,8 +1,9 @@
 """Causal language models (chatbots included): perplexity on held-out text, greedy chat answers next to the dense
 model's with their token agreement, and generation speed (new tokens per second) measured side by side.
 
-Distillation data can be extended with sequence-level KD: prompts made from training passages, wrapped in the chat
-template and answered by the teacher (`distill: {chat_samples: N}`); answers are cached in the stage's run folder.
+Distillation reads each training text to its end in `max_length`-token windows. Its data can be extended with
+sequence-level KD: prompts made from training passages, wrapped in the chat template and answered by the teacher
+(`distill: {chat_samples: N}`); answers are cached in the stage's run folder.
 
 Base models (no chat template in the tokenizer) work everywhere with plain-text prompts: generation timing and the
 `generation_prompt` sample continue the text; `chat_samples` / `chat_prompts` need a template and are refused with a
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import torch
 
+from ...data import token_windows
 from ...distill import sequence
+from ...distill.data import to_examples
 from ...evaluate import tasks as metrics
 from ...stats import latency_side_by_side
 from .text import _Text
@@ -35,9 +38,12 @@ class CausalLM(_Text):
         return tok
 
     def distill_examples(self, rows, teacher, stage, run_dir: Path) -> list:
+        """Training passages cut into `max_length`-token windows (read to the end, not truncated), then the chat
+        conversations (each truncated to `max_length`)."""
         texts = self.examples(rows)
+        windows = token_windows(self.run.processor, texts, self.data.max_length)
         if not stage.chat_samples:
-            return texts
+            return windows
         cache = run_dir / "chat_samples.json"
         if cache.exists():
             chats = json.loads(cache.read_text())
@@ -47,7 +53,7 @@ class CausalLM(_Text):
             chats = sequence.conversations(self.run.processor, prompts, answers)
             run_dir.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(chats, indent=1))
-        return texts + chats
+        return windows + to_examples(chats, self.run.processor, self.data.max_length)
 
     def prepare(self, dense, eval_rows, stage):
         self.stage, self.eval_batches = stage, self.batches(eval_rows, self.eval_batch_size)
