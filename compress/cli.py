@@ -232,6 +232,10 @@ def distill(
     max_length: Annotated[int, typer.Option(help="tokens per text")] = 128,
     samples: Annotated[int, typer.Option(help="texts to use (0 = all)")] = 0,
     save_every: Annotated[int, typer.Option(help="checkpoint every N steps (0 = off)")] = 50,
+    eval_data: Annotated[
+        str | None, typer.Option(help="held-out texts (a file): with --eval-every, the best-scoring step is kept")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(help="score on --eval-data every N steps (0 = keep the last)")] = 0,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
     overwrite: Annotated[bool, typer.Option(help="start over, deleting an existing --output")] = False,
 ):
@@ -248,6 +252,9 @@ def distill(
         raise CompressError("output", f"{output} already exists", "pass --resume to continue it or --overwrite")
     texts = [t for t, _ in assets.rotten_tomatoes()["train"]] if data == "rotten-tomatoes" else read_texts_checked(data)
     texts = texts[:samples] if samples else texts
+    held_out = read_texts_checked(eval_data, "eval-data") if eval_data else None
+    if eval_every and held_out is None:
+        raise CompressError("eval-every", "choosing the kept step needs held-out texts", "add --eval-data FILE")
     net_t, _ = load_model(teacher, with_tokenizer=False)
     net_s, tokenizer = load_model(student)
     if loss == "auto":
@@ -260,27 +267,30 @@ def distill(
         temperature=temperature,
         cache_teacher=cache_teacher,
         save_every=save_every,
+        eval_every=eval_every,
         **weights,
     )
     if overwrite and output.exists() and not resume:
         shutil.rmtree(output)
     result = run_distill(
-        net_s, net_t, texts, cfg, tokenizer=tokenizer, output_dir=output, resume=resume, max_length=max_length
-    )
+        net_s, net_t, texts, cfg, tokenizer=tokenizer, output_dir=output, resume=resume, max_length=max_length,
+        eval_data=held_out,
+    )  # fmt: skip
     last = result.curve[-1]["loss"] if result.curve else float("nan")
+    kept = f", kept step {result.kept_step}" if result.kept_step is not None else ""
     console.print(
-        f"distilled {steps} steps ({loss} loss {result.curve[0]['loss']:.4f} -> {last:.4f}); "
+        f"distilled {steps} steps ({loss} loss {result.curve[0]['loss']:.4f} -> {last:.4f}{kept}); "
         f"model in {output / 'model'}, curve in {output / 'loss_curve.json'}"
     )
 
 
-def read_texts_checked(path: str) -> list[str]:
+def read_texts_checked(path: str, field: str = "data") -> list[str]:
     from .data import read_texts
 
     try:
         return read_texts(path)
     except CompressError as e:
-        raise CompressError("data", e.problem, e.fix) from None
+        raise CompressError(field, e.problem, e.fix) from None
 
 
 @app.command()

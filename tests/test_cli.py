@@ -1,5 +1,7 @@
 """The CLI: prune / inspect work; bad input gives one line naming the field, exit code 2, and writes nothing."""
 
+import json
+
 import pytest
 
 import compress
@@ -189,6 +191,14 @@ def test_distill_command(saved, tmp_path):
     assert r.returncode == 2 and "--resume" in r.stderr
     r = run(*args[:-2], "--loss", "telepathy", "--output", tmp_path / "kd2")
     assert r.returncode == 2 and "`loss`" in r.stderr and not (tmp_path / "kd2").exists()
+    r = run(*args[:-2], "--eval-every", 2, "--output", tmp_path / "kd3")
+    assert r.returncode == 2 and "`eval-every`" in r.stderr and "--eval-data" in r.stderr
+    assert not (tmp_path / "kd3").exists()
+    r = run(*args[:-2], "--eval-every", 2, "--eval-data", saved["calib"], "--output", tmp_path / "kd4")
+    assert r.returncode == 0, r.stderr
+    curve = json.loads((tmp_path / "kd4" / "loss_curve.json").read_text())
+    assert [h["step"] for h in curve["held_out"]] == [0, 2, 3] and curve["kept_step"] in (2, 3)
+    assert "kept step" in r.stdout
 
 
 def test_run_finds_shipped_recipes_by_name_and_names_them_when_missing(tmp_path):
