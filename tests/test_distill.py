@@ -119,6 +119,19 @@ def test_gradual_pruning_reaches_target_and_resumes(tmp_path):
         assert torch.equal(a, b), n
 
 
+def test_eval_every_keeps_only_weights_of_the_final_widths_while_pruning_gradually():
+    teacher, kind = make("bert")
+    data = _data(teacher, kind)
+    # a learning rate of ~0: only the slices at steps 2 and 4 change the student, so step 1 (still the teacher's
+    # widths and weights) scores best of all, but its weights no longer fit the student's shapes
+    kw = dict(steps=6, batch_size=2, lr=1e-12, warmup_steps=1, prune_mlp=0.5, prune_steps=4, prune_every=2)
+    r = distill(copy.deepcopy(teacher), teacher, data, eval_every=1, eval_data=data[:4], hidden_weight=0.5, **kw)
+    assert [h["step"] for h in r.held_out] == list(range(7))
+    assert r.held_out[1]["loss"] < min(h["loss"] for h in r.held_out[4:])
+    assert r.kept_step == min(r.held_out[4:], key=lambda h: h["loss"])["step"]
+    assert [layer.intermediate.dense.out_features for layer in r.student.bert.encoder.layer] == [20, 20, 20]
+
+
 @pytest.mark.parametrize("mode", ["topk", "embedding"])
 def test_teacher_cache_gives_same_losses(tmp_path, mode):
     family = "llama" if mode == "topk" else "bert"
