@@ -53,11 +53,11 @@ def token_windows(tokenizer, texts: list[str], max_length: int, min_tokens: int 
     """Each text's tokens cut into consecutive windows of `max_length` tokens, as feature dicts (input_ids,
     attention_mask) for `compress.distill`: language-model training then reads a long text to its end instead of
     losing everything after the first `max_length` tokens. A text's first window is always kept; a later window
-    shorter than `min_tokens` (default max_length // 4) is dropped."""
+    shorter than `min_tokens` (default max_length // 4) is dropped, and so is a text with no tokens."""
     min_tokens = max_length // 4 if min_tokens is None else min_tokens
     out = []
     for ids in tokenizer(texts)["input_ids"]:
-        for start in range(0, max(len(ids), 1), max_length):
+        for start in range(0, len(ids), max_length):
             window = ids[start : start + max_length]
             if start and len(window) < min_tokens:
                 break

@@ -102,7 +102,7 @@ def test_token_windows_read_long_texts_to_the_end():
     tok = base_tokenizer()
     long, short = " ".join(f"w{i % 30}" for i in range(45)), "w1 w2 w3"
     full = tok(long)["input_ids"]
-    windows = token_windows(tok, [long, short], max_length=16)
+    windows = token_windows(tok, [long, "", short], max_length=16)  # a text with no tokens gives no window
     assert [len(w["input_ids"]) for w in windows] == [16, 16, len(full) - 32, len(tok(short)["input_ids"])]
     assert sum((w["input_ids"] for w in windows[:3]), []) == full
     assert all(w["attention_mask"] == [1] * len(w["input_ids"]) for w in windows)
