@@ -214,6 +214,20 @@ def test_default_layer_map_follows_depth_pruning():
 
 
 @pytest.mark.multiprocess
+def test_two_processes_agree_on_the_kept_step(tmp_path):
+    """eval_every under DDP: each process scores the same held-out examples with the same weights, so both keep the
+    same step and end with identical weights."""
+    worker = Path(__file__).with_name("kd_worker.py")
+    r = subprocess.run(
+        [*accelerate_launch(2), str(worker), str(tmp_path), "2", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert len(rank0["__initial__.held_out"]) == 5 and 1 <= int(rank0["__initial__.kept_step"]) <= 4
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), f"ranks disagree on {k}"
+
+
 def test_two_processes_match_one_process_with_same_global_batch(tmp_path):
     worker = Path(__file__).with_name("kd_worker.py")
     launch = accelerate_launch(2)
