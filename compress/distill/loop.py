@@ -136,8 +136,11 @@ class _Distiller:
         idx = global_batch(micro_step, len(self.examples), self.cfg.batch_size * n_proc, self.cfg.seed)
         if not whole:
             idx = idx[rank * self.cfg.batch_size : (rank + 1) * self.cfg.batch_size]
-        b = collate([self.examples[i] for i in idx], self.tokenizer)
-        return {k: v.to(self.acc.device) for k, v in b.items()}, idx
+        return self.collated([self.examples[i] for i in idx]), idx
+
+    def collated(self, examples: list[dict]) -> dict:
+        """One padded batch of `examples` on the accelerator's device."""
+        return {k: v.to(self.acc.device) for k, v in collate(examples, self.tokenizer).items()}
 
     def build_cache(self):
         mode = self.cfg.cache_teacher
@@ -146,8 +149,7 @@ class _Distiller:
         key = fingerprint(self.teacher, self.examples, mode, self.cfg.topk)
 
         def compute(indices):
-            b = collate([self.examples[i] for i in indices], self.tokenizer)
-            b = {k: v.to(self.acc.device) for k, v in b.items()}
+            b = self.collated([self.examples[i] for i in indices])
             with torch.no_grad():
                 out = self.teacher(**self._inputs(b))
             if mode == "embedding":
@@ -247,9 +249,8 @@ class _Distiller:
         try:
             for i in range(0, len(examples), self.cfg.batch_size):
                 chunk = examples[i : i + self.cfg.batch_size]
-                b = {k: v.to(self.acc.device) for k, v in collate(chunk, self.tokenizer).items()}
                 with self.acc.autocast():
-                    total += float(self.loss(b, [])[0]) * len(chunk)
+                    total += float(self.loss(self.collated(chunk), [])[0]) * len(chunk)
         finally:
             self.cache = cache
             self.student.train()
