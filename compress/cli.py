@@ -90,6 +90,12 @@ def prune(
             help="refit output projections to the dense model on the calibration data (default: on with --calibration)",
         ),
     ] = None,
+    tune_epochs: Annotated[
+        int,
+        typer.Option(
+            min=0, help="after the refit, passes of Adam per pruned layer to match the dense layer's output (0: off)"
+        ),
+    ] = 0,
     audio_window: Annotated[
         int | None, typer.Option(help="Whisper: seconds of audio the encoder reads (cuts its 30-second window)")
     ] = None,
@@ -114,6 +120,10 @@ def prune(
     if layout == "adaptive" and calibration is None:
         raise CompressError(
             "layout", "layout 'adaptive' measures layer sensitivity on calibration data", "pass --calibration FILE"
+        )
+    if tune_epochs and (calibration is None or reconstruct is False):
+        raise CompressError(
+            "tune-epochs", "layer tuning is part of the refit", "pass --calibration FILE (and not --no-reconstruct)"
         )
     texts = read_texts(calibration, limit=samples) if calibration else None
     net, tokenizer = load_model(model)
@@ -140,6 +150,7 @@ def prune(
         calibration=batches,
         seq_len=seq_len,
         reconstruct=reconstruct,
+        tune_epochs=tune_epochs,
         audio_window=audio_window,
     )
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)

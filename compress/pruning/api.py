@@ -79,6 +79,7 @@ def prune(
     compensate: bool = True,
     reconstruct: bool | None = None,
     ridge: float = 1e-2,
+    tune_epochs: int = 0,
     dense: nn.Module | None = None,
     audio_window: int | None = None,
 ) -> PruningPlan:
@@ -98,6 +99,8 @@ def prune(
     reconstruct: refit each pruned sublayer's output projection to the unpruned model's output on the calibration
         data (`compress.reconstruct`); default: True when calibration is given. Needs a copy of the model meanwhile.
     ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
+    tune_epochs: after the refit, passes of Adam over the calibration batches per pruned layer on all its weights so
+        its output matches the dense layer's (block reconstruction, `compress.pruning.reconstruct.tune_layer`); 0: off.
     dense: an unpruned copy of `model` the caller already holds, used as the refit's reference instead of a new copy.
     audio_window: Whisper only: seconds of audio the encoder reads (default: its 30-second window); the encoder's
         cost falls with the square of it, clips longer than it are cut. With the refit, every sublayer (not only
@@ -112,7 +115,11 @@ def prune(
         raise CompressError(
             "audio_window", f"only Whisper models have an audio window (this is {adapter.name})", "remove audio_window"
         )
-    refit_cfg = ReconstructConfig(ridge=ridge, sites="all" if audio_window else "pruned") if reconstruct else None
+    refit_cfg = None
+    if reconstruct:
+        refit_cfg = ReconstructConfig(ridge=ridge, sites="all" if audio_window else "pruned", tune_epochs=tune_epochs)
+    elif tune_epochs:
+        raise CompressError("tune_epochs", "layer tuning is part of the refit, which is off", "set reconstruct=True")
     if reconstruct and not calibration:
         raise CompressError(
             "reconstruct",

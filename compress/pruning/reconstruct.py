@@ -65,6 +65,10 @@ class ReconstructConfig:
     # "output": the dense sublayer's output; "residual": the dense residual stream after the sublayer (pre-norm
     # blocks only, checked per layer; the last sublayer before dropped layers then also stands in for them)
     target: str = "residual"
+    # then, per kept layer, this many passes of Adam over the calibration batches on all the layer's weights (block
+    # reconstruction; 0: the closed-form refit only) at learning rate tune_lr
+    tune_epochs: int = 0
+    tune_lr: float = 1e-3
 
     def __post_init__(self):
         if not isinstance(self.ridge, (int, float)) or not self.ridge > 0:
@@ -75,6 +79,10 @@ class ReconstructConfig:
             raise CompressError("sites", f"unknown value {self.sites!r}", f"use one of {', '.join(SITES)}")
         if self.target not in TARGETS:
             raise CompressError("target", f"unknown value {self.target!r}", f"use one of {', '.join(TARGETS)}")
+        if not isinstance(self.tune_epochs, int) or isinstance(self.tune_epochs, bool) or self.tune_epochs < 0:
+            raise CompressError("tune_epochs", f"{self.tune_epochs!r} is not an integer >= 0", "use e.g. 10, or 0")
+        if not isinstance(self.tune_lr, (int, float)) or not self.tune_lr > 0:
+            raise CompressError("tune_lr", f"{self.tune_lr!r} is not a positive number", "use e.g. 1e-3")
 
 
 # --- pure math ----------------------------------------------------------------------------------------------------
@@ -311,12 +319,15 @@ def reconstruct(
     holdout: int = 8,
     sites: str = "pruned",
     target: str = "residual",
+    tune_epochs: int = 0,
+    tune_lr: float = 1e-3,
 ) -> dict:
     """Refit the output projections of `pruned` (in place) against `dense` on `calibration` batches; returns a summary
     (also appended to the pruning history in `config.compress`). See the module docstring."""
-    summary = refit_model(
-        pruned, dense, calibration, ReconstructConfig(ridge=ridge, holdout=holdout, sites=sites, target=target)
+    cfg = ReconstructConfig(
+        ridge=ridge, holdout=holdout, sites=sites, target=target, tune_epochs=tune_epochs, tune_lr=tune_lr
     )
+    summary = refit_model(pruned, dense, calibration, cfg)
     get_record(pruned.config, create=True)["history"].append({"reconstruct": summary})
     return summary
 
@@ -340,16 +351,17 @@ def refit_model(
     pruned.eval()
     dense.eval()
     per_site: dict[str, dict] = {}
+    tuned: dict[str, dict] = {}
     try:
         for stack in adapter.stacks(pruned):
-            per_site.update(_reconstruct_stack(pruned, dense, adapter, dense_adapter, stack, batches, cfg))
+            per_site.update(_reconstruct_stack(pruned, dense, adapter, dense_adapter, stack, batches, cfg, tuned))
     finally:
         pruned.train(modes[0])
         dense.train(modes[1])
-    return _summarise(per_site, cfg, time.perf_counter() - t0)
+    return _summarise(per_site, tuned, cfg, time.perf_counter() - t0)
 
 
-def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batches, cfg) -> dict[str, dict]:
+def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batches, cfg, tuned: dict) -> dict[str, dict]:
     p_hidden, p_calls = _capture(pruned, stack, batches)
     d_hidden, d_calls = _capture(dense, stack, batches)
     # a Whisper encoder cut to a shorter audio window sees the first frames of the dense one's: targets are cut alike
@@ -399,9 +411,75 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
             _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before, norm)
             per_site[key] = _refit_site(gram, module, cfg.ridge)
             per_site[key]["target"] = "residual" if residual else "norm input" if post else "output"
+        if cfg.tune_epochs:
+            tuned[f"{stack}.{pos}"] = tune_layer(layer, p_calls, pos, p_hidden, d_out, batches, cfg, length)
         d_hidden = d_out
         p_hidden = [c[pos].run(layer, h) for c, h in zip(p_calls, p_hidden)]
     return per_site
+
+
+def _tune_masks(batch: dict, y: torch.Tensor, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fitted, held-out) float masks over y's (B, T) tokens: padding excluded, every holdout-th token held out
+    (the same tokens as the refit's)."""
+    real = torch.ones(y.shape[:-1], dtype=torch.bool)
+    m = _token_mask(batch, y)
+    if m is not None:
+        real = m.reshape(real.shape)
+    held = torch.zeros_like(real)
+    if holdout:
+        held = (torch.arange(real.numel()) % holdout == holdout - 1).reshape(real.shape)
+    return (real & ~held).to(y.device, y.dtype), (real & held).to(y.device, y.dtype)
+
+
+def tune_layer(
+    layer: nn.Module, calls, pos: int, hidden, targets, batches, cfg: ReconstructConfig, length=None
+) -> dict:
+    """Block reconstruction (as BRECQ 2021 does for quantization, BESA 2024 for pruning): after the closed-form refit,
+    `cfg.tune_epochs` passes of Adam over the calibration batches on all of the pruned layer's weights, so that its
+    output on the pruned model's inputs matches the dense layer's output (`targets`; the dense stream at the next
+    kept layer where layers were dropped). The loss is the squared error over the fitted tokens relative to the
+    target's energy; the tuned weights are kept only if the error on the held-out tokens fell, else the layer is
+    restored. Deterministic for a given machine (fixed batch order)."""
+
+    def error(i: int, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = calls[i][pos].run(layer, hidden[i])
+        t = targets[i] if length is None or targets[i].dim() != 3 else targets[i][:, :length]
+        return ((y - t).pow(2).sum(-1) * mask).sum(), (t.pow(2).sum(-1) * mask).sum()
+
+    masks = [_tune_masks(b, h, cfg.holdout) for b, h in zip(batches, hidden)]
+    check = 1 if cfg.holdout else 0  # without held-out tokens the fitted error decides
+
+    def rel_error() -> float:
+        e = [error(i, m[check]) for i, m in enumerate(masks)]
+        return float(sum(x for x, _ in e)) / max(float(sum(r for _, r in e)), 1e-30)
+
+    before = rel_error()
+    saved = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    params = [p for p in layer.parameters() if p.is_floating_point()]
+    flags = [p.requires_grad for p in params]
+    opt = torch.optim.Adam(params, lr=cfg.tune_lr)
+    order = torch.Generator().manual_seed(0)
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            for _ in range(cfg.tune_epochs):
+                for i in torch.randperm(len(batches), generator=order).tolist():
+                    err, energy = error(i, masks[i][0])
+                    if not energy > 0:
+                        continue
+                    opt.zero_grad(set_to_none=True)
+                    (err / energy).backward()
+                    opt.step()
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+            p.grad = None
+    after = rel_error()
+    kept = not after < before or not all(torch.isfinite(p).all() for p in params)
+    if kept:
+        layer.load_state_dict(saved)
+    return {"error_before": before, "error_after": before if kept else after, "kept_untuned": kept}
 
 
 def _post_norms(adapter, dense_adapter, layer, d_layer, p_sites) -> tuple[dict, dict] | None:
@@ -510,7 +588,7 @@ def _accumulate(
             handle.remove()
 
 
-def _summarise(per_site: dict[str, dict], cfg: ReconstructConfig, seconds: float) -> dict:
+def _summarise(per_site: dict[str, dict], tuned: dict[str, dict], cfg: ReconstructConfig, seconds: float) -> dict:
     refit = [k for k, r in per_site.items() if r["method"] in ("cholesky", "cholesky+", "lstsq")]
     kept = [k for k, r in per_site.items() if r["method"].startswith("kept")]
     fallback = [k for k, r in per_site.items() if r["method"] in ("cholesky+", "lstsq", "unchanged")]
@@ -543,6 +621,13 @@ def _summarise(per_site: dict[str, dict], cfg: ReconstructConfig, seconds: float
         "rel_error_after": mean("held_after") if cfg.holdout else mean("fit_after"),
         "per_sublayer": {
             k: {n: (round(v, 6) if isinstance(v, float) else v) for n, v in r.items()} for k, r in per_site.items()
+        },
+        "tune_epochs": cfg.tune_epochs,
+        "tune_lr": cfg.tune_lr,
+        "tuned_layers": len([k for k, r in tuned.items() if not r["kept_untuned"]]),
+        "kept_untuned": [k for k, r in tuned.items() if r["kept_untuned"]],  # tuning did not lower held-out error
+        "per_layer_tune": {
+            k: {n: (round(v, 6) if isinstance(v, float) else v) for n, v in r.items()} for k, r in tuned.items()
         },
         "seconds": round(seconds, 3),
     }

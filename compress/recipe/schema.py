@@ -134,6 +134,13 @@ class PruneStage(Strict):
         description="refit each pruned sublayer's output projection (weights + bias) to the unpruned model's output "
         "on the calibration data (ridge least squares, layer by layer; compress.reconstruct)",
     )
+    tune_epochs: int = Field(
+        0,
+        ge=0,
+        description="after the refit, passes over the calibration data per pruned layer of Adam on all the layer's "
+        "weights so it reproduces the dense layer's output (block reconstruction; kept only where held-out "
+        "calibration tokens improve); 0: the closed-form refit only. Needs reconstruct",
+    )
     audio_window: int | None = Field(
         None,
         gt=0,
@@ -152,6 +159,12 @@ class PruneStage(Strict):
     @classmethod
     def _layout(cls, v):
         return _one_of("layout", v, LAYOUTS)
+
+    @model_validator(mode="after")
+    def _tune_needs_refit(self):
+        if self.tune_epochs and not self.reconstruct:
+            raise ValueError("tune_epochs tunes layers after the refit; set reconstruct: true or tune_epochs: 0")
+        return self
 
 
 def _distill_fields() -> dict[str, Any]:
