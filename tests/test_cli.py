@@ -81,6 +81,12 @@ def test_prune_adaptive_with_refit_then_inspect(saved, tmp_path):
     r = run("prune", saved["bert"], *common, "--no-reconstruct", "--output", tmp_path / "q")
     assert r.returncode == 0, r.stderr
     assert compress.load(tmp_path / "q").config.compress["history"][-1]["reconstruct"] is None
+    r = run("prune", saved["bert"], *common, "--tune-epochs", 2, "--output", tmp_path / "t")
+    assert r.returncode == 0, r.stderr
+    refit = compress.load(tmp_path / "t").config.compress["history"][-1]["reconstruct"]
+    # every layer of the tiny BERT lost units, so each was tuned (or kept as it was where held-out tokens got worse)
+    assert refit["tune_epochs"] == 2 and set(refit["per_layer_tune"]) == {"encoder.0", "encoder.1", "encoder.2"}
+    assert "tuned" in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -94,6 +100,7 @@ def test_prune_adaptive_with_refit_then_inspect(saved, tmp_path):
         (["--layout", "diagonal", "--heads", "0.5"], "`layout`"),
         (["--layout", "adaptive", "--heads", "0.5"], "`layout`"),
         (["--reconstruct", "--heads", "0.5"], "`reconstruct`"),
+        (["--tune-epochs", "2", "--heads", "0.5"], "`tune-epochs`"),
     ],
 )
 def test_bad_input_exit_2_nothing_written(saved, tmp_path, args, field):

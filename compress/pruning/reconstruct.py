@@ -25,6 +25,12 @@ the cached hidden states of the pruned model and each dense layer on the dense m
 kept layer to its original dense layer through the pruning record; dense layers that were dropped still advance the
 dense hidden states.
 
+With `tune_epochs` > 0, each pruned layer is then tuned (block reconstruction, `tune_layer`): Adam on all of the
+layer's weights, `tune_epochs` passes over the calibration batches, so its output on the pruned model's inputs matches
+the dense layer's output; kept only if the held-out tokens' error fell. It costs a forward and backward pass of one
+layer per batch and epoch, and on MiniLM at 75 % brings the embeddings far closer than more calibration data does
+(benchmarks/repair/).
+
     report = compress.reconstruct(pruned, dense, calibration)   # also: compress.prune(..., reconstruct=True)
 """
 
@@ -411,7 +417,7 @@ def _reconstruct_stack(pruned, dense, adapter, dense_adapter, stack: str, batche
             _accumulate(layer, module, p_calls, pos, p_hidden, targets[key], batches, gram, cfg.holdout, before, norm)
             per_site[key] = _refit_site(gram, module, cfg.ridge)
             per_site[key]["target"] = "residual" if residual else "norm input" if post else "output"
-        if cfg.tune_epochs:
+        if cfg.tune_epochs and todo:  # only layers the cut touched (protected ones stay as they are)
             tuned[f"{stack}.{pos}"] = tune_layer(layer, p_calls, pos, p_hidden, d_out, batches, cfg, length)
         d_hidden = d_out
         p_hidden = [c[pos].run(layer, h) for c, h in zip(p_calls, p_hidden)]
@@ -449,6 +455,7 @@ def tune_layer(
     masks = [_tune_masks(b, h, cfg.holdout) for b, h in zip(batches, hidden)]
     check = 1 if cfg.holdout else 0  # without held-out tokens the fitted error decides
 
+    @torch.no_grad()
     def rel_error() -> float:
         e = [error(i, m[check]) for i, m in enumerate(masks)]
         return float(sum(x for x, _ in e)) / max(float(sum(r for _, r in e)), 1e-30)
