@@ -82,6 +82,7 @@ VARIANTS = {
 }
 
 
+_TUNE = TUNE_EPOCHS  # --tune-epochs
 _SAVE = None  # set by main: writes the section so far (rows survive an interrupted run)
 
 
@@ -95,7 +96,13 @@ def log(msg: str) -> None:
 
 
 def variants(names: str) -> dict:
-    chosen = {k: dict(v) for k, v in VARIANTS.items() if k in names.split(",")}
+    chosen = {}
+    for name, kw in VARIANTS.items():
+        if name in names.split(","):
+            kw = dict(kw)
+            if "tune_epochs" in kw and _TUNE != TUNE_EPOCHS:  # --tune-epochs N: rows named "... (N epochs)"
+                kw["tune_epochs"], name = _TUNE, f"{name} ({_TUNE} epoch{'s' if _TUNE != 1 else ''})"
+            chosen[name] = kw
     return {k: v for k, v in chosen.items() if v.get("layout", "uniform") in LAYOUTS}  # adaptive once it exists
 
 
@@ -132,6 +139,8 @@ def pruned_copy(dense, calibration, **kw) -> tuple[torch.nn.Module, dict]:
             k: refit[k]
             for k in ("sublayers", "refit", "kept_unrefit", "fallback", "rel_error_before", "rel_error_after")
         }
+        if refit.get("tune_epochs"):
+            info["refit"].update({k: refit[k] for k in ("tuned_layers", "kept_untuned")})
     if kw.get("layout") == "adaptive":
         info["widths"] = plan.summary.get("widths")
     return model, info
@@ -472,6 +481,7 @@ def main() -> None:
         help="MiniLM: calibration sentences drawn at random (this seed) from the training split instead of its first "
         "N (rows named '..., draw K')",
     )
+    ap.add_argument("--tune-epochs", type=int, default=TUNE_EPOCHS, help="epochs of the +tune variants")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plans", help="smollm2: comma-separated plan names to run (default: all)")
     ap.add_argument("--smol-calibration", type=int, help=f"smollm2: calibration passages (default {SMOL_CALIBRATION})")
@@ -497,7 +507,8 @@ def main() -> None:
             "smollm2": "none,refit,refit-output,refit+adaptive",
             "whisper": "none,bias,refit,refit+adaptive,obs+refit",
         }.get(args.what, "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive")
-    global _SAVE
+    global _SAVE, _TUNE
+    _TUNE = args.tune_epochs
 
     def save(section):
         results[args.what] = section
