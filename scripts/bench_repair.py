@@ -9,6 +9,7 @@ For each model and budget, the same pruning (activation criterion) with these re
   obs+refit+adaptive
   refit+tune      refit, then block reconstruction: 10 passes of Adam per pruned layer on all its weights so that its
   obs+refit+tune  output matches the dense layer's on the calibration data (tune_epochs=10)
+  obs+refit+adaptive+tune
 and, for each, the one-shot quality (no training), the repair's seconds and the process's peak memory during the
 prune call (VmHWM, reset before each call through /proc/self/clear_refs).
 
@@ -79,6 +80,9 @@ VARIANTS = {
     # the refit followed by block reconstruction: 10 passes of Adam per pruned layer (tune_epochs)
     "refit+tune": dict(compensate=True, reconstruct=True, tune_epochs=TUNE_EPOCHS),
     "obs+refit+tune": dict(compensate=True, reconstruct=True, criterion="obs", tune_epochs=TUNE_EPOCHS),
+    "obs+refit+adaptive+tune": dict(
+        compensate=True, reconstruct=True, criterion="obs", layout="adaptive", tune_epochs=TUNE_EPOCHS
+    ),
 }
 
 
