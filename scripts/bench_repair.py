@@ -469,8 +469,8 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         help="default: smollm2 none,refit,refit-output,refit+adaptive (Llama's output projections have no bias: "
-        "bias compensation is a no-op there); whisper none,bias,refit,refit+adaptive,obs+refit; the others "
-        "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive",
+        "bias compensation is a no-op there); whisper none,bias,refit,refit+adaptive,obs+refit; vit also the three "
+        "+tune ones; minilm none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive",
     )
     ap.add_argument("--calibration", type=int, default=MINILM_CALIBRATION, help="MiniLM calibration sentences")
     ap.add_argument(
@@ -510,6 +510,8 @@ def main() -> None:
         args.variants = {
             "smollm2": "none,refit,refit-output,refit+adaptive",
             "whisper": "none,bias,refit,refit+adaptive,obs+refit",
+            "vit": "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive,refit+tune,obs+refit+tune,"
+            "obs+refit+adaptive+tune",
         }.get(args.what, "none,bias,refit,refit+adaptive,obs+refit,obs+refit+adaptive")
     global _SAVE, _TUNE
     _TUNE = args.tune_epochs

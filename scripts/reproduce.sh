@@ -34,6 +34,15 @@ run() {
     # ... and on Whisper tiny.en (~12 min), and on the ViT that vit-fashion-mnist trains (run after it, ~5 min)
     repair-whisper) "$PY" scripts/bench_repair.py whisper ;;
     repair-vit) "$PY" scripts/bench_repair.py vit --threads 1 ;;
+    # ... with block reconstruction after the refit (tune_epochs=10, ~15 min): MiniLM on length-sorted calibration
+    # (rows "... sorted"), 1,024 sentences on two more random draws (rows "..., draw K"), and Whisper tiny.en
+    repair-tune)
+        "$PY" scripts/bench_repair.py minilm --append --sorted --variants bias,obs+refit,refit+tune,obs+refit+tune || return
+        for d in 0 1 2; do
+            "$PY" scripts/bench_repair.py minilm --append --sorted --budgets 0.75 --calibration 1024 --draw "$d" \
+                --variants bias,obs+refit,refit+tune,obs+refit+tune || return
+        done
+        "$PY" scripts/bench_repair.py whisper --append --variants refit+tune ;;
     # ... with more calibration data (~30 min): MiniLM 75 % with 1,024, 2,048 and 4,096 sentences, the smollm2-chat plan
     # with 128 and 256 passages (rows named "..., N sentences" / "..., N passages")
     repair-calibration)
@@ -70,7 +79,7 @@ run() {
 }
 
 ALL=(distill distill-1500 quantize peers results-md repair sparsity int8_guard whisper_multilingual minilm-sentiment export minilm-embeddings vit-fashion-mnist
-    repair-vit repair-whisper repair-calibration whisper-window whisper-tiny-asr smollm2-chat)
+    repair-vit repair-whisper repair-calibration repair-tune whisper-window whisper-tiny-asr smollm2-chat)
 for table in "${@:-${ALL[@]}}"; do
     echo "== $table" >&2
     run "$table"
