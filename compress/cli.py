@@ -96,6 +96,7 @@ def prune(
             min=0, help="after the refit, passes of Adam per pruned layer to match the dense layer's output (0: off)"
         ),
     ] = 0,
+    tune_lr: Annotated[float, typer.Option(help="Adam's learning rate for --tune-epochs")] = 1e-3,
     audio_window: Annotated[
         int | None, typer.Option(help="Whisper: seconds of audio the encoder reads (cuts its 30-second window)")
     ] = None,
@@ -121,6 +122,8 @@ def prune(
         raise CompressError(
             "layout", "layout 'adaptive' measures layer sensitivity on calibration data", "pass --calibration FILE"
         )
+    if not tune_lr > 0:
+        raise CompressError("tune-lr", f"{tune_lr} is not a positive learning rate", "use e.g. 1e-3")
     if tune_epochs and (calibration is None or reconstruct is False):
         raise CompressError(
             "tune-epochs", "layer tuning is part of the refit", "pass --calibration FILE (and not --no-reconstruct)"
@@ -151,6 +154,7 @@ def prune(
         seq_len=seq_len,
         reconstruct=reconstruct,
         tune_epochs=tune_epochs,
+        tune_lr=tune_lr,
         audio_window=audio_window,
     )
     io.save(net, output, tokenizer=tokenizer, overwrite=overwrite)

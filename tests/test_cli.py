@@ -101,6 +101,7 @@ def test_prune_adaptive_with_refit_then_inspect(saved, tmp_path):
         (["--layout", "adaptive", "--heads", "0.5"], "`layout`"),
         (["--reconstruct", "--heads", "0.5"], "`reconstruct`"),
         (["--tune-epochs", "2", "--heads", "0.5"], "`tune-epochs`"),
+        (["--tune-lr", "0", "--heads", "0.5"], "`tune-lr`"),
     ],
 )
 def test_bad_input_exit_2_nothing_written(saved, tmp_path, args, field):

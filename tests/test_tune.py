@@ -125,3 +125,18 @@ def test_bad_tune_settings_name_the_field():
         compress.reconstruct(model, dense, calib, tune_epochs=1, tune_lr=0)
     with pytest.raises(ValueError, match="tune_epochs.*reconstruct: true"):
         PruneStage(mlp=0.5, reconstruct=False, tune_epochs=2)
+    with pytest.raises(ValueError, match="tune_lr"):
+        PruneStage(mlp=0.5, tune_epochs=2, tune_lr=0)
+
+
+def test_the_learning_rate_reaches_the_tuning():
+    """prune's tune_lr is the one used: far too large, every layer ends worse and keeps its refit weights."""
+    model, kind = make("bert")
+    calib = _calibration(model, kind, n=8)
+    refit_only, tuned = copy.deepcopy(model), copy.deepcopy(model)
+    compress.prune(refit_only, **_budget("bert"), calibration=calib)
+    plan = compress.prune(tuned, **_budget("bert"), calibration=calib, tune_epochs=2, tune_lr=1e3)
+    refit = plan.summary["reconstruct"]
+    assert refit["tune_lr"] == 1e3 and refit["tuned_layers"] == 0 and len(refit["kept_untuned"]) == 3
+    a, b = refit_only.state_dict(), tuned.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

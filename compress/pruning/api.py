@@ -80,6 +80,7 @@ def prune(
     reconstruct: bool | None = None,
     ridge: float = 1e-2,
     tune_epochs: int = 0,
+    tune_lr: float = 1e-3,
     dense: nn.Module | None = None,
     audio_window: int | None = None,
 ) -> PruningPlan:
@@ -101,6 +102,7 @@ def prune(
     ridge: ridge strength of that refit, relative to the mean diagonal of its Gram matrix.
     tune_epochs: after the refit, passes of Adam over the calibration batches per pruned layer on all its weights so
         its output matches the dense layer's (block reconstruction, `compress.pruning.reconstruct.tune_layer`); 0: off.
+    tune_lr: Adam's learning rate for that tuning (1e-3 suits MiniLM / ViT; larger models may need less, e.g. 2e-4).
     dense: an unpruned copy of `model` the caller already holds, used as the refit's reference instead of a new copy.
     audio_window: Whisper only: seconds of audio the encoder reads (default: its 30-second window); the encoder's
         cost falls with the square of it, clips longer than it are cut. With the refit, every sublayer (not only
@@ -117,7 +119,8 @@ def prune(
         )
     refit_cfg = None
     if reconstruct:
-        refit_cfg = ReconstructConfig(ridge=ridge, sites="all" if audio_window else "pruned", tune_epochs=tune_epochs)
+        sites = "all" if audio_window else "pruned"
+        refit_cfg = ReconstructConfig(ridge=ridge, sites=sites, tune_epochs=tune_epochs, tune_lr=tune_lr)
     elif tune_epochs:
         raise CompressError("tune_epochs", "layer tuning is part of the refit, which is off", "set reconstruct=True")
     if reconstruct and not calibration:

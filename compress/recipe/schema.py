@@ -141,6 +141,7 @@ class PruneStage(Strict):
         "weights so it reproduces the dense layer's output (block reconstruction; kept only where held-out "
         "calibration tokens improve); 0: the closed-form refit only. Needs reconstruct",
     )
+    tune_lr: float = Field(1e-3, gt=0, description="Adam's learning rate for tune_epochs (larger models may need less)")
     audio_window: int | None = Field(
         None,
         gt=0,
