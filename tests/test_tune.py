@@ -23,10 +23,10 @@ def _first_layer_setup(family):
     dense = copy.deepcopy(model)
     compress.prune(model, **_budget(family), calibration=calib)
     stack = next(iter(get_adapter(model).stacks(model)))
-    hidden, calls = _capture(model, stack, calib)
-    d_hidden, d_calls = _capture(dense, stack, calib)
     d_layer = get_adapter(dense).stacks(dense)[stack][0]
-    with torch.no_grad():
+    with torch.no_grad():  # as in compress.reconstruct: replay inputs carry no autograd graph
+        hidden, calls = _capture(model, stack, calib)
+        d_hidden, d_calls = _capture(dense, stack, calib)
         targets = [c[0].run(d_layer, h) for c, h in zip(d_calls, d_hidden)]
     return model, calib, stack, hidden, calls, targets
 
@@ -54,6 +54,8 @@ def test_a_tuned_layer_is_kept_only_if_held_out_tokens_improve(family):
     result = tune_layer(layer, calls, 0, hidden, targets, calib, ReconstructConfig(tune_epochs=10, tune_lr=1e-3))
     after = _held_out_error(layer, calls, hidden, targets, calib)
     assert not result["kept_untuned"] and after < before, (result, before, after)
+    # a real improvement, not float noise: 10 epochs must cut the held-out error by at least 5 % (a behavioural bar;
+    # run-to-run float differences between CPUs move these errors by ~1e-6 relative)
     assert result["error_after"] < 0.95 * result["error_before"]
     # a learning rate far too large ends worse: the layer is restored bit for bit
     saved = {k: v.clone() for k, v in layer.state_dict().items()}
@@ -78,7 +80,7 @@ def test_tuning_brings_the_last_layer_closer_to_the_dense_model(family):
         m = copy.deepcopy(model)
         compress.prune(m, **_budget(family), calibration=calib, dense=dense, tune_epochs=epochs)
         errors.append(_masked_error(_layer_io(m, calib, stack, last, "out"), want, calib))
-    assert errors[1] < 0.98 * errors[0], errors
+    assert errors[1] < 0.98 * errors[0], errors  # a real gain (>= 2 %), far above float-order differences
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -252,6 +252,11 @@ def _token_mask(batch: dict, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _held_out(tokens: int, holdout: int) -> torch.Tensor:
+    """(tokens,) bool: every holdout-th flattened token is held out (the refit and the tuning check the same ones)."""
+    return torch.arange(tokens) % holdout == holdout - 1
+
+
 def _flat(x: torch.Tensor, length: int | None = None) -> torch.Tensor:
     """(tokens, features) in float32 on the CPU; with `length`, only the first `length` positions of (B, T, F)."""
     if length is not None and x.dim() == 3 and x.shape[1] > length:
@@ -433,7 +438,7 @@ def _tune_masks(batch: dict, y: torch.Tensor, holdout: int) -> tuple[torch.Tenso
         real = m.reshape(real.shape)
     held = torch.zeros_like(real)
     if holdout:
-        held = (torch.arange(real.numel()) % holdout == holdout - 1).reshape(real.shape)
+        held = _held_out(real.numel(), holdout).reshape(real.shape)
     return (real & ~held).to(y.device, y.dtype), (real & held).to(y.device, y.dtype)
 
 
@@ -585,7 +590,7 @@ def _accumulate(
             xf = _flat(x)
             held = None
             if holdout:
-                held = torch.arange(xf.shape[0]) % holdout == holdout - 1
+                held = _held_out(xf.shape[0], holdout)
             if keep is not None:
                 xf, y = xf[keep], y[keep]
                 held = held[keep] if held is not None else None
@@ -593,6 +598,10 @@ def _accumulate(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _rounded(result: dict) -> dict:
+    return {n: (round(v, 6) if isinstance(v, float) else v) for n, v in result.items()}
 
 
 def _summarise(per_site: dict[str, dict], tuned: dict[str, dict], cfg: ReconstructConfig, seconds: float) -> dict:
@@ -626,15 +635,11 @@ def _summarise(per_site: dict[str, dict], tuned: dict[str, dict], cfg: Reconstru
         "fallback": fallback,  # larger ridge or lstsq was needed (or no finite solution: left unchanged)
         "rel_error_before": mean("held_before") if cfg.holdout else mean("fit_before"),
         "rel_error_after": mean("held_after") if cfg.holdout else mean("fit_after"),
-        "per_sublayer": {
-            k: {n: (round(v, 6) if isinstance(v, float) else v) for n, v in r.items()} for k, r in per_site.items()
-        },
+        "per_sublayer": {k: _rounded(r) for k, r in per_site.items()},
         "tune_epochs": cfg.tune_epochs,
         "tune_lr": cfg.tune_lr,
         "tuned_layers": len([k for k, r in tuned.items() if not r["kept_untuned"]]),
         "kept_untuned": [k for k, r in tuned.items() if r["kept_untuned"]],  # tuning did not lower held-out error
-        "per_layer_tune": {
-            k: {n: (round(v, 6) if isinstance(v, float) else v) for n, v in r.items()} for k, r in tuned.items()
-        },
+        "per_layer_tune": {k: _rounded(r) for k, r in tuned.items()},
         "seconds": round(seconds, 3),
     }
